@@ -64,4 +64,14 @@ int tally_model_load(tally_model **out, const char *path);
 /* Parses a whole safetensors file held in memory (the fuzz target's entry point). */
 int tally_model_from_safetensors(tally_model **out, const uint8_t *buf, size_t len);
 
+/*
+ * The safetensors header tally_model_save writes before the params: the 8-byte little-endian
+ * length, then compact JSON (__metadata__, then layers.0.weight, layers.0.bias, ...) padded with
+ * spaces so that the data starts at a multiple of 8. *hdr is malloc'd, owned by the caller; sets
+ * *hdr and *len only on success. Errors: TALLY_EINVAL (run id not UTF-8), TALLY_ENOMEM. Any thread.
+ */
+int tally_model_safetensors_header(const tally_model *m, uint8_t **hdr, size_t *len);
+/* The whole safetensors file of m (header, then params) in one malloc'd buffer; as above. */
+int tally_model_to_safetensors(const tally_model *m, uint8_t **buf, size_t *len);
+
 #endif

@@ -1,0 +1,363 @@
+/*
+ * tally-coordinator's event loop: one thread, one zmq_poll over the ROUTER socket, the ZAP handler
+ * and a signalfd. It keeps the worker registry (hello, heartbeats, loss) and hands round messages
+ * to round.c.
+ */
+#include "coord.h"
+
+#include "tally/error.h"
+#include "tally/fs.h"
+#include "tally/log.h"
+
+#include <signal.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t coord_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int open_security(coord *c)
+{
+	int rc;
+
+	if (c->cfg.insecure) {
+		tally_warn("--insecure: plain TCP, no encryption and no enrolment; anyone who can reach %s "
+			   "can join and read the model", c->cfg.bind);
+		return 0;
+	}
+	rc = tally_keypair_load(&c->keys, c->cfg.secret_key);
+	if (rc == 0)
+		rc = tally_roster_load(&c->roster, c->cfg.enrolled);
+	if (rc == 0)
+		rc = tally_zap_new(&c->zap, c->ctx, c->roster);
+	if (rc == 0)
+		rc = tally_sock_curve_server(c->router, c->keys);
+	if (rc == 0)
+		tally_info("CURVE on; %zu worker key(s) enrolled from %s", tally_roster_size(c->roster),
+			   c->cfg.enrolled);
+	return rc;
+}
+
+static int open_socket(coord *c)
+{
+	int one = 1, hwm = 0;
+	size_t len = sizeof(c->endpoint);
+
+	c->ctx = zmq_ctx_new();
+	c->router = c->ctx ? zmq_socket(c->ctx, ZMQ_ROUTER) : NULL;
+	if (!c->router)
+		return tally_err(TALLY_EIO, "zmq socket: %s", zmq_strerror(zmq_errno()));
+	if (tally_sock_limits(c->router) ||
+	    zmq_setsockopt(c->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) ||
+	    zmq_setsockopt(c->router, ZMQ_SNDHWM, &hwm, sizeof(hwm)) ||
+	    zmq_setsockopt(c->router, ZMQ_ROUTER_HANDOVER, &one, sizeof(one)))
+		return tally_err(TALLY_EIO, "socket options: %s", zmq_strerror(zmq_errno()));
+	if (open_security(c))
+		return TALLY_ECONFIG;
+	if (zmq_bind(c->router, c->cfg.bind) != 0)
+		return tally_err(TALLY_EIO, "cannot listen on %s: %s", c->cfg.bind, zmq_strerror(zmq_errno()));
+	zmq_getsockopt(c->router, ZMQ_LAST_ENDPOINT, c->endpoint, &len);
+	tally_info("listening on %s", c->endpoint);
+	if (c->cfg.endpoint_file[0]) {
+		char line[300];
+		struct iovec iov = {line, (size_t)snprintf(line, sizeof(line), "%s\n", c->endpoint)};
+
+		return tally_file_write_atomic(c->cfg.endpoint_file, &iov, 1, 0644);
+	}
+	return 0;
+}
+
+static int open_signals(coord *c)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	c->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	signal(SIGPIPE, SIG_IGN);
+	return c->signal_fd < 0 ? tally_err(TALLY_ESYS, "signalfd failed") : 0;
+}
+
+static int open_state(coord *c)
+{
+	char path[1100];
+	int rc = tally_mkdir_p(c->cfg.state_dir, 0755);
+
+	if (rc)
+		return rc;
+	if (!c->cfg.run_id[0]) {
+		uint8_t r[6];
+
+		randombytes_buf(r, sizeof(r));
+		snprintf(c->cfg.run_id, sizeof(c->cfg.run_id), "run-%02x%02x%02x%02x%02x%02x",
+			 r[0], r[1], r[2], r[3], r[4], r[5]);
+	}
+	snprintf(path, sizeof(path), "%s/metrics.jsonl", c->cfg.state_dir);
+	c->metrics = fopen(path, "a");
+	if (!c->metrics)
+		return tally_err(TALLY_EIO, "cannot open %s for appending", path);
+	if (c->cfg.eval_images[0]) {
+		rc = tally_dataset_load_idx(&c->eval, c->cfg.eval_images, c->cfg.eval_labels);
+		if (rc)
+			return rc;
+		tally_info("evaluating on %u held-out examples after every round", c->eval->n);
+	}
+	return coord_round_load_model(c);
+}
+
+int coord_init(coord *c)
+{
+	int rc;
+
+	if (sodium_init() < 0)
+		return tally_err(TALLY_ECRYPTO, "libsodium failed to initialise");
+	c->signal_fd = -1;
+	rc = open_signals(c);
+	if (rc == 0)
+		rc = open_state(c);
+	if (rc == 0)
+		rc = open_socket(c);
+	if (rc == 0)
+		tally_info("run %s: %lld rounds of %s", c->cfg.run_id, (long long)c->cfg.rounds, c->cfg.arch);
+	return rc;
+}
+
+void coord_fini(coord *c)
+{
+	for (size_t i = 0; i < c->n_parts; i++)
+		free(c->parts[i].chunk_digests);
+	free(c->parts);
+	free(c->workers);
+	if (c->router)
+		zmq_close(c->router);
+	tally_zap_destroy(&c->zap);
+	if (c->ctx)
+		zmq_ctx_term(c->ctx);
+	tally_roster_destroy(&c->roster);
+	tally_keypair_destroy(&c->keys);
+	tally_model_destroy(&c->global);
+	tally_agg_destroy(&c->agg);
+	tally_dataset_destroy(&c->eval);
+	if (c->metrics)
+		fclose(c->metrics);
+	if (c->signal_fd >= 0)
+		close(c->signal_fd);
+}
+
+/* ---- registry ---- */
+
+int coord_send(coord *c, int w, tally_msg *m, const void *data, size_t len, zmq_free_fn *f, void *hint)
+{
+	coord_worker *wk = &c->workers[w];
+	int rc;
+
+	snprintf(m->run_id, sizeof(m->run_id), "%s", c->cfg.run_id);
+	rc = tally_send(c->router, wk->rid, wk->rid_len, m, data, len, f, hint);
+	if (rc)
+		tally_debug("send to %s failed: %s", wk->name, tally_errmsg());
+	else
+		c->bytes_out += len;
+	return rc;
+}
+
+void coord_refuse(coord *c, const uint8_t *rid, size_t rid_len, const char *reason)
+{
+	tally_msg m = {.type = TALLY_MSG_REFUSAL};
+
+	snprintf(m.run_id, sizeof(m.run_id), "%s", c->cfg.run_id);
+	snprintf(m.u.text.reason, sizeof(m.u.text.reason), "%s", reason);
+	tally_send(c->router, rid, rid_len, &m, NULL, 0, NULL, NULL);
+}
+
+static int find_worker_by_rid(const coord *c, const uint8_t *rid, size_t len)
+{
+	for (size_t i = 0; i < c->n_workers; i++)
+		if (c->workers[i].rid_len == len && memcmp(c->workers[i].rid, rid, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int find_worker_by_name(const coord *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_workers; i++)
+		if (strcmp(c->workers[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int add_worker(coord *c, const char *name)
+{
+	if (c->n_workers == c->cap_workers) {
+		size_t cap = c->cap_workers ? c->cap_workers * 2 : 16;
+		coord_worker *nw = realloc(c->workers, cap * sizeof(*nw));
+
+		if (!nw)
+			return -1;
+		c->workers = nw;
+		c->cap_workers = cap;
+	}
+	memset(&c->workers[c->n_workers], 0, sizeof(coord_worker));
+	snprintf(c->workers[c->n_workers].name, TALLY_NAME_MAX, "%s", name);
+	return (int)c->n_workers++;
+}
+
+static void on_hello(coord *c, tally_inmsg *in)
+{
+	const char *name = c->cfg.insecure ? in->msg.u.hello.name : in->user_id;
+	int w = find_worker_by_name(c, name);
+	tally_msg m = {.type = TALLY_MSG_WELCOME, .round = c->round};
+
+	if (w >= 0 && c->workers[w].state != W_LOST)
+		coord_round_on_lost(c, w); /* it restarted: whatever it was doing is gone */
+	if (w < 0 && (w = add_worker(c, name)) < 0)
+		return;
+	memcpy(c->workers[w].rid, in->rid, in->rid_len);
+	c->workers[w].rid_len = in->rid_len;
+	c->workers[w].examples = in->msg.u.hello.examples;
+	c->workers[w].last_seen_ms = coord_now_ms();
+	c->workers[w].state = W_IDLE;
+	tally_info("worker '%s' joined with %llu examples (%zu known)", name,
+		   (unsigned long long)in->msg.u.hello.examples, c->n_workers);
+	m.u.welcome.heartbeat_ms = (uint32_t)c->cfg.heartbeat_ms;
+	m.u.welcome.patience_ms = (uint32_t)c->cfg.patience_ms;
+	coord_send(c, w, &m, NULL, 0, NULL, NULL);
+}
+
+static void on_message(coord *c, tally_inmsg *in)
+{
+	int w = find_worker_by_rid(c, in->rid, in->rid_len);
+	tally_msg_type t = in->msg.type;
+
+	if (t == TALLY_MSG_HELLO) {
+		on_hello(c, in);
+		return;
+	}
+	if (w < 0 || c->workers[w].state == W_LOST) {
+		coord_refuse(c, in->rid, in->rid_len, "say hello first");
+		return;
+	}
+	c->workers[w].last_seen_ms = coord_now_ms();
+	if (in->msg.run_id[0] && strcmp(in->msg.run_id, c->cfg.run_id) != 0) {
+		c->workers[w].refused++;
+		tally_warn("refused %s from '%s': run id %s is not %s", tally_msg_type_name(t),
+			   c->workers[w].name, in->msg.run_id, c->cfg.run_id);
+		coord_refuse(c, in->rid, in->rid_len, "wrong run id");
+		return;
+	}
+	if (t == TALLY_MSG_HEARTBEAT) {
+		tally_msg m = {.type = TALLY_MSG_HEARTBEAT, .round = c->round};
+
+		m.u.heartbeat.seq = in->msg.u.heartbeat.seq;
+		coord_send(c, w, &m, NULL, 0, NULL, NULL);
+	} else if (t == TALLY_MSG_BYE) {
+		tally_info("worker '%s' left: %s", c->workers[w].name, in->msg.u.text.reason);
+		coord_round_on_lost(c, w);
+		c->workers[w].state = W_LOST;
+	} else if (t == TALLY_MSG_REFUSAL) {
+		tally_warn("worker '%s' refused a message: %s", c->workers[w].name, in->msg.u.text.reason);
+	} else {
+		coord_round_on_message(c, w, in);
+	}
+}
+
+static void drain_router(coord *c)
+{
+	for (int budget = 0; budget < 256; budget++) {
+		tally_inmsg in;
+		int rc = tally_recv(c->router, true, &in);
+
+		c->bytes_in += in.wire_bytes;
+		if (rc == TALLY_EAGAIN) {
+			tally_inmsg_clear(&in);
+			return;
+		}
+		if (rc) {
+			int w = find_worker_by_rid(c, in.rid, in.rid_len);
+
+			tally_warn("refused a message from %s: %s", w >= 0 ? c->workers[w].name : "an unknown peer",
+				   tally_errmsg());
+			if (w >= 0)
+				c->workers[w].refused++;
+			coord_refuse(c, in.rid, in.rid_len, tally_errmsg());
+		} else {
+			on_message(c, &in);
+		}
+		tally_inmsg_clear(&in);
+	}
+}
+
+static void check_liveness(coord *c)
+{
+	int64_t now = coord_now_ms();
+
+	for (size_t i = 0; i < c->n_workers; i++) {
+		coord_worker *w = &c->workers[i];
+
+		if (w->state != W_LOST && now - w->last_seen_ms > c->cfg.patience_ms) {
+			tally_warn("worker '%s' silent for %lld ms: marked lost", w->name,
+				   (long long)(now - w->last_seen_ms));
+			coord_round_on_lost(c, (int)i);
+			w->state = W_LOST;
+		}
+	}
+}
+
+static void say_goodbye(coord *c, const char *reason, bool final)
+{
+	for (size_t i = 0; i < c->n_workers; i++) {
+		tally_msg m = {.type = TALLY_MSG_BYE, .round = c->round};
+
+		if (c->workers[i].state == W_LOST)
+			continue;
+		snprintf(m.u.text.reason, sizeof(m.u.text.reason), "%s", reason);
+		m.u.text.final = final;
+		coord_send(c, (int)i, &m, NULL, 0, NULL, NULL);
+	}
+}
+
+int coord_run(coord *c)
+{
+	zmq_pollitem_t items[3] = {
+		{c->router, 0, ZMQ_POLLIN, 0},
+		{NULL, c->signal_fd, ZMQ_POLLIN, 0},
+		{c->zap ? tally_zap_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0},
+	};
+	int n_items = c->zap ? 3 : 2;
+
+	while (!c->stopping && !coord_round_is_finished(c)) {
+		if (zmq_poll(items, n_items, 100) < 0 && zmq_errno() != EINTR)
+			return tally_err(TALLY_EIO, "poll: %s", zmq_strerror(zmq_errno()));
+		if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
+			tally_zap_handle(c->zap);
+		if (items[1].revents & ZMQ_POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(c->signal_fd, &si, sizeof(si)) == sizeof(si))
+				tally_info("signal %u: shutting down", si.ssi_signo);
+			c->stopping = true;
+		}
+		if (items[0].revents & ZMQ_POLLIN)
+			drain_router(c);
+		check_liveness(c);
+		coord_round_tick(c);
+	}
+	if (c->stopping)
+		say_goodbye(c, "coordinator shutting down", false);
+	else
+		say_goodbye(c, "run complete", true);
+	tally_info("stopped after round %llu; %llu bytes in, %llu bytes out",
+		   (unsigned long long)c->round, (unsigned long long)c->bytes_in,
+		   (unsigned long long)c->bytes_out);
+	return 0;
+}

@@ -1,0 +1,126 @@
+/*
+ * tally-coordinator's internal state: configuration, worker registry and the round in progress.
+ * Everything here is owned by the one thread that runs the zmq_poll loop.
+ */
+#ifndef COORD_H
+#define COORD_H
+
+#include "tally/agg.h"
+#include "tally/config.h"
+#include "tally/data.h"
+#include "tally/keys.h"
+#include "tally/model.h"
+#include "tally/net.h"
+#include "tally/rng.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct coord_config {
+	char bind[256];
+	char state_dir[1024];
+	char run_id[TALLY_NAME_MAX];
+	bool insecure;
+	char secret_key[1024];
+	char enrolled[1024];
+	char endpoint_file[1024];
+	int64_t heartbeat_ms, patience_ms;
+	char log_level[16];
+	char arch[TALLY_ARCH_MAX];
+	int64_t model_seed;
+	char init_model[1024];
+	int64_t rounds, min_workers, min_participants, max_participants, quorum, round_seed;
+	double target_accuracy, fraction, deadline_s;
+	int64_t epochs, batch_size, max_inflight_chunks;
+	double lr, momentum, weight_decay, prox_mu;
+	char eval_images[1024], eval_labels[1024];
+} coord_config;
+
+extern const tally_cfg_field coord_schema[];
+extern const size_t coord_schema_len;
+
+/* Parses --config FILE then flags over defaults; exits the process with status 2 on error. */
+int coord_config_load(coord_config *cfg, int argc, char **argv);
+
+typedef enum { W_IDLE, W_BUSY, W_LOST } worker_state;
+
+typedef struct coord_worker {
+	char name[TALLY_NAME_MAX];     /* enrolled name (CURVE) or Hello name (insecure) */
+	uint8_t rid[TALLY_ROUTING_ID_MAX];
+	size_t rid_len;
+	uint64_t examples;
+	int64_t last_seen_ms;
+	worker_state state;
+	uint64_t refused;              /* messages refused from it */
+} coord_worker;
+
+typedef enum { P_TRAINING, P_READY, P_PULLING, P_UNDOING, P_DONE, P_FAILED } part_state;
+
+typedef struct coord_participant {
+	int worker;                    /* index into workers */
+	part_state state;
+	uint64_t examples;
+	tally_digest digest;
+	tally_digest *chunk_digests;
+	size_t n_chunks;
+	size_t next_request, received, outstanding;
+	double train_loss, train_accuracy;
+} coord_participant;
+
+/* A model buffer shared with zero-copy sends: freed when the last reference is dropped. */
+typedef struct coord_blob {
+	float *data;
+	size_t n;
+	int refs;
+} coord_blob;
+
+typedef struct coord {
+	coord_config cfg;
+	void *ctx, *router;
+	tally_zap *zap;
+	tally_roster *roster;
+	tally_keypair *keys;
+	char endpoint[256];
+	int signal_fd;
+	volatile bool stopping;
+
+	coord_worker *workers;
+	size_t n_workers, cap_workers;
+
+	tally_model *global;           /* the model; params point into blob */
+	coord_blob *blob;              /* global params, shared with in-flight sends */
+	tally_digest global_digest;
+	tally_agg *agg;
+	tally_dataset *eval;
+
+	uint64_t round;                /* the round in progress or last finished */
+	bool round_open;
+	int64_t round_started_ms, round_deadline_ms;
+	coord_participant *parts;
+	size_t n_parts;
+	size_t inflight;               /* chunk requests outstanding, all participants */
+	uint64_t bytes_in, bytes_out, late_discarded;
+	double best_accuracy;
+	FILE *metrics;
+	tally_rng select_rng;
+} coord;
+
+int64_t coord_now_ms(void);
+
+/* coord.c: set-up, the loop, the registry */
+int coord_init(coord *c);
+int coord_run(coord *c);
+void coord_fini(coord *c);
+int coord_send(coord *c, int worker, tally_msg *m, const void *data, size_t len, zmq_free_fn *f, void *hint);
+void coord_refuse(coord *c, const uint8_t *rid, size_t rid_len, const char *reason);
+
+/* round.c: the round state machine */
+int coord_round_load_model(coord *c);
+void coord_round_tick(coord *c);
+void coord_round_on_message(coord *c, int worker, tally_inmsg *in);
+void coord_round_on_lost(coord *c, int worker);
+void coord_round_fini(coord *c);
+bool coord_round_is_finished(const coord *c);
+
+#endif

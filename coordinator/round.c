@@ -1,0 +1,571 @@
+/*
+ * The coordinator's round state machine.
+ *
+ * A round: select participants among idle workers (seeded), send each RoundStart and the global
+ * model as zero-copy chunks, wait for UpdateReady, pull each update's chunks in order (at most
+ * max_inflight_chunks at once over all participants, which bounds memory), verify every chunk
+ * against the digest list the worker committed to, check it is finite, and add it into the one
+ * accumulator at once. A chunk that fails takes its update back out: the chunks already added are
+ * pulled again (verified against the same digests, so they are the same bytes) and subtracted.
+ * The round closes when every participant is done or failed, or at the deadline; with at least
+ * `quorum` updates the global model moves, is evaluated, saved atomically and logged.
+ *
+ * Participant states: TRAINING -> READY -> PULLING -> DONE, or -> UNDOING -> FAILED, or FAILED.
+ */
+#include "coord.h"
+
+#include "tally/error.h"
+#include "tally/fs.h"
+#include "tally/log.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the shared model buffer ---- */
+
+static void blob_unref(void *data, void *hint)
+{
+	coord_blob *b = hint;
+
+	(void)data;
+	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(b->data);
+		free(b);
+	}
+}
+
+static coord_blob *blob_ref(coord_blob *b)
+{
+	__atomic_add_fetch(&b->refs, 1, __ATOMIC_ACQ_REL);
+	return b;
+}
+
+/* Makes c->blob exclusively ours before the global model changes (copy-on-write). */
+static int blob_own(coord *c)
+{
+	coord_blob *b;
+
+	if (__atomic_load_n(&c->blob->refs, __ATOMIC_ACQUIRE) == 1)
+		return 0;
+	b = calloc(1, sizeof(*b));
+	if (!b || !(b->data = aligned_alloc(64, (c->blob->n * sizeof(float) + 63) & ~(size_t)63))) {
+		free(b);
+		return TALLY_ENOMEM;
+	}
+	memcpy(b->data, c->blob->data, c->blob->n * sizeof(float));
+	b->n = c->blob->n;
+	b->refs = 1;
+	blob_unref(NULL, c->blob);
+	c->blob = b;
+	c->global->params = b->data;
+	return 0;
+}
+
+static void blob_release_model(coord *c)
+{
+	if (!c->blob)
+		return;
+	if (c->global)
+		c->global->params = NULL;
+	blob_unref(NULL, c->blob);
+	c->blob = NULL;
+}
+
+/* ---- set-up ---- */
+
+int coord_round_load_model(coord *c)
+{
+	uint32_t dims[TALLY_MODEL_MAX_LAYERS + 1], n_layers;
+	int rc;
+
+	if (c->cfg.init_model[0]) {
+		rc = tally_model_load(&c->global, c->cfg.init_model);
+		if (rc)
+			return rc;
+		tally_info("starting from %s", c->cfg.init_model);
+	} else {
+		rc = tally_model_arch_parse(c->cfg.arch, dims, &n_layers);
+		if (rc == 0)
+			rc = tally_model_new(&c->global, dims, n_layers);
+		if (rc)
+			return tally_err(TALLY_ECONFIG, "model.arch: %s", tally_errmsg());
+		tally_model_init(c->global, (uint64_t)c->cfg.model_seed);
+	}
+	tally_model_arch_format(c->global, c->cfg.arch, sizeof(c->cfg.arch));
+	if (c->eval && c->eval->dim != c->global->dims[0])
+		return tally_err(TALLY_ECONFIG, "eval set has %u features but the model takes %u",
+				 c->eval->dim, c->global->dims[0]);
+	snprintf(c->global->run_id, sizeof(c->global->run_id), "%s", c->cfg.run_id);
+	c->blob = calloc(1, sizeof(*c->blob));
+	if (!c->blob)
+		return TALLY_ENOMEM;
+	c->blob->data = c->global->params;
+	c->blob->n = c->global->n_params;
+	c->blob->refs = 1;
+	tally_rng_seed(&c->select_rng, (uint64_t)c->cfg.round_seed, 0x5e1ec7);
+	tally_info("model %s: %zu parameters", c->cfg.arch, c->global->n_params);
+	return tally_agg_new(&c->agg, c->global->n_params);
+}
+
+/* ---- selection and start ---- */
+
+static int cmp_by_name(const void *a, const void *b, void *arg)
+{
+	const coord *c = arg;
+
+	return strcmp(c->workers[*(const int *)a].name, c->workers[*(const int *)b].name);
+}
+
+static size_t pick_count(const coord *c, size_t live)
+{
+	size_t k = (size_t)ceil(c->cfg.fraction * (double)live);
+
+	if (k < (size_t)c->cfg.min_participants)
+		k = (size_t)c->cfg.min_participants;
+	if (c->cfg.max_participants && k > (size_t)c->cfg.max_participants)
+		k = (size_t)c->cfg.max_participants;
+	return k < live ? k : live;
+}
+
+/* Chooses participants among idle workers; returns how many, 0 when too few are live. */
+static size_t select_participants(coord *c, int *chosen)
+{
+	size_t live = 0, k;
+	tally_rng rng;
+
+	for (size_t i = 0; i < c->n_workers; i++)
+		if (c->workers[i].state == W_IDLE)
+			chosen[live++] = (int)i;
+	if (live < (size_t)c->cfg.min_workers || live < (size_t)c->cfg.min_participants)
+		return 0;
+	qsort_r(chosen, live, sizeof(int), cmp_by_name, c);
+	tally_rng_seed(&rng, (uint64_t)c->cfg.round_seed, c->round + 1);
+	k = pick_count(c, live);
+	for (size_t i = 0; i < k; i++) {
+		size_t j = i + (size_t)tally_rng_below(&rng, live - i);
+		int t = chosen[i];
+
+		chosen[i] = chosen[j];
+		chosen[j] = t;
+	}
+	return k;
+}
+
+static void send_model(coord *c, int w)
+{
+	tally_msg m = {.type = TALLY_MSG_ROUND_START, .round = c->round};
+	size_t n = c->global->n_params, nc = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
+
+	tally_model_arch_format(c->global, m.u.round_start.arch, sizeof(m.u.round_start.arch));
+	m.u.round_start.n_params = n;
+	memcpy(m.u.round_start.model_digest, c->global_digest, TALLY_DIGEST_BYTES);
+	m.u.round_start.chunk_floats = TALLY_CHUNK_FLOATS;
+	m.u.round_start.deadline_ms = (uint32_t)(c->round_deadline_ms - coord_now_ms());
+	m.u.round_start.train = (tally_train_opts){
+		.epochs = (uint32_t)c->cfg.epochs, .batch_size = (uint32_t)c->cfg.batch_size,
+		.lr = (float)c->cfg.lr, .momentum = (float)c->cfg.momentum,
+		.weight_decay = (float)c->cfg.weight_decay, .prox_mu = (float)c->cfg.prox_mu,
+		.seed = (uint64_t)c->cfg.round_seed * 1000003u + c->round,
+	};
+	if (coord_send(c, w, &m, NULL, 0, NULL, NULL))
+		return;
+	for (size_t i = 0; i < nc; i++) {
+		tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
+		size_t off = i * TALLY_CHUNK_FLOATS, len = n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
+
+		cm.u.chunk.index = i;
+		if (coord_send(c, w, &cm, c->blob->data + off, len * sizeof(float), blob_unref, blob_ref(c->blob)))
+			return;
+	}
+}
+
+static void start_round(coord *c)
+{
+	int *chosen = malloc((c->n_workers ? c->n_workers : 1) * sizeof(int));
+	size_t k;
+
+	if (!chosen)
+		return;
+	k = select_participants(c, chosen);
+	if (k == 0) {
+		free(chosen);
+		return;
+	}
+	c->parts = calloc(k, sizeof(*c->parts));
+	if (!c->parts) {
+		free(chosen);
+		return;
+	}
+	c->round++;
+	c->n_parts = k;
+	c->round_open = true;
+	c->round_started_ms = coord_now_ms();
+	c->round_deadline_ms = c->round_started_ms + (int64_t)(c->cfg.deadline_s * 1000);
+	c->bytes_in = c->bytes_out = 0;
+	tally_agg_reset(c->agg);
+	tally_digest_tensor(c->global->params, c->global->n_params, TALLY_CHUNK_FLOATS, c->global_digest, NULL);
+	for (size_t i = 0; i < k; i++) {
+		c->parts[i].worker = chosen[i];
+		c->parts[i].state = P_TRAINING;
+		c->workers[chosen[i]].state = W_BUSY;
+		send_model(c, chosen[i]);
+	}
+	tally_info("round %llu: %zu participant(s), deadline %.0f s", (unsigned long long)c->round, k,
+		   c->cfg.deadline_s);
+	free(chosen);
+}
+
+/* ---- participants ---- */
+
+static coord_participant *find_part(coord *c, int worker)
+{
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].worker == worker)
+			return &c->parts[i];
+	return NULL;
+}
+
+static size_t chunk_len(const coord *c, size_t index)
+{
+	size_t off = index * TALLY_CHUNK_FLOATS, n = c->global->n_params;
+
+	return n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
+}
+
+/* Ends a participant's part in the round and tells its worker. */
+static void finish_part(coord *c, coord_participant *p, part_state st, const char *reason)
+{
+	tally_msg m = {.type = TALLY_MSG_ROUND_END, .round = c->round};
+
+	c->inflight -= p->outstanding;
+	p->outstanding = 0;
+	p->state = st;
+	free(p->chunk_digests);
+	p->chunk_digests = NULL;
+	if (c->workers[p->worker].state == W_BUSY) {
+		c->workers[p->worker].state = W_IDLE;
+		m.u.round_end.accepted = st == P_DONE;
+		snprintf(m.u.round_end.reason, sizeof(m.u.round_end.reason), "%s", reason);
+		coord_send(c, p->worker, &m, NULL, 0, NULL, NULL);
+	}
+	if (st == P_FAILED)
+		tally_warn("round %llu: update of '%s' not used: %s", (unsigned long long)c->round,
+			   c->workers[p->worker].name, reason);
+}
+
+/* Aborts the whole round's aggregate: the sum holds part of an update we can no longer remove. */
+static void poison_round(coord *c, const char *why)
+{
+	tally_warn("round %llu: aggregate discarded: %s", (unsigned long long)c->round, why);
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].state != P_DONE && c->parts[i].state != P_FAILED)
+			finish_part(c, &c->parts[i], P_FAILED, "round aborted");
+	c->agg->updates = 0;
+	c->agg->weight = 0;
+}
+
+static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
+{
+	const char *name = c->workers[p->worker].name;
+	size_t nc = tally_chunk_count(c->global->n_params, TALLY_CHUNK_FLOATS);
+	tally_digest d;
+
+	if (p->state != P_TRAINING) {
+		finish_part(c, p, P_FAILED, "update_ready sent twice");
+		return;
+	}
+	if (m->u.update_ready.n_params != c->global->n_params || m->u.update_ready.n_chunks != nc) {
+		tally_warn("'%s' sent an update of %llu parameters in %zu chunks; the model has %zu in %zu", name,
+			   (unsigned long long)m->u.update_ready.n_params, m->u.update_ready.n_chunks,
+			   c->global->n_params, nc);
+		finish_part(c, p, P_FAILED, "update has the wrong shape");
+		return;
+	}
+	tally_digest_list(m->u.update_ready.n_params, m->u.update_ready.chunk_digests, nc, d);
+	if (memcmp(d, m->u.update_ready.digest, TALLY_DIGEST_BYTES) != 0) {
+		finish_part(c, p, P_FAILED, "update digest does not match its chunk digests");
+		return;
+	}
+	p->chunk_digests = malloc(nc * sizeof(tally_digest));
+	if (!p->chunk_digests) {
+		finish_part(c, p, P_FAILED, "coordinator out of memory");
+		return;
+	}
+	memcpy(p->chunk_digests, m->u.update_ready.chunk_digests, nc * sizeof(tally_digest));
+	p->n_chunks = nc;
+	p->examples = m->u.update_ready.examples;
+	p->train_loss = m->u.update_ready.train_loss;
+	p->train_accuracy = m->u.update_ready.train_accuracy;
+	p->state = P_READY;
+}
+
+/* Checks one received chunk against its committed digest and for finiteness. */
+static const char *check_chunk(const coord *c, const coord_participant *p, size_t index, const tally_inmsg *in)
+{
+	size_t len = chunk_len(c, index);
+	const float *x = zmq_msg_data((zmq_msg_t *)&in->data);
+	tally_digest d;
+
+	if (!in->has_data || zmq_msg_size((zmq_msg_t *)&in->data) != len * sizeof(float))
+		return "chunk has the wrong length";
+	tally_digest_chunk(x, len, d);
+	if (memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) != 0)
+		return "chunk does not match its digest";
+	for (size_t i = 0; i < len; i++)
+		if (!isfinite(x[i]))
+			return "update holds NaN or infinity";
+	return NULL;
+}
+
+static void start_undo(coord *c, coord_participant *p, const char *why)
+{
+	tally_warn("round %llu: '%s': %s at chunk %zu; taking its update back out",
+		   (unsigned long long)c->round, c->workers[p->worker].name, why, p->received);
+	if (p->received == 0) {
+		finish_part(c, p, P_FAILED, why);
+		return;
+	}
+	p->state = P_UNDOING;
+	p->n_chunks = p->received;  /* take back exactly what went in */
+	p->next_request = 0;
+	p->received = 0;
+	c->inflight -= p->outstanding;
+	p->outstanding = 0;
+	/* Requests already in flight will still answer: they are skipped by index below. */
+}
+
+static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
+{
+	size_t index = in->msg.u.chunk.index;
+	const char *bad;
+	float w;
+
+	if ((p->state != P_PULLING && p->state != P_UNDOING) || index >= p->next_request ||
+	    index != p->received)
+		return; /* unrequested or stale (answers to requests made before an undo) */
+	p->outstanding--;
+	c->inflight--;
+	bad = check_chunk(c, p, index, in);
+	if (bad && p->state == P_UNDOING) {
+		poison_round(c, "a worker changed its update while it was being taken back out");
+		return;
+	}
+	if (bad) {
+		start_undo(c, p, bad);
+		return;
+	}
+	w = p->state == P_UNDOING ? -(float)p->examples : (float)p->examples;
+	tally_agg_add(c->agg, index * TALLY_CHUNK_FLOATS, zmq_msg_data(&in->data), chunk_len(c, index), w);
+	if (++p->received < p->n_chunks)
+		return;
+	if (p->state == P_UNDOING) {
+		finish_part(c, p, P_FAILED, "update refused");
+		return;
+	}
+	tally_agg_commit(c->agg, (double)p->examples);
+	finish_part(c, p, P_DONE, "update aggregated");
+}
+
+/* Issues chunk requests while the global window has room, one participant at a time. */
+static void schedule_pulls(coord *c)
+{
+	for (size_t i = 0; i < c->n_parts && c->inflight < (size_t)c->cfg.max_inflight_chunks; i++) {
+		coord_participant *p = &c->parts[i];
+
+		if (p->state == P_READY)
+			p->state = P_PULLING;
+		if (p->state != P_PULLING && p->state != P_UNDOING)
+			continue;
+		while (p->next_request < p->n_chunks && c->inflight < (size_t)c->cfg.max_inflight_chunks) {
+			tally_msg m = {.type = TALLY_MSG_CHUNK_REQUEST, .round = c->round};
+
+			m.u.chunk.index = p->next_request;
+			if (coord_send(c, p->worker, &m, NULL, 0, NULL, NULL))
+				break;
+			p->next_request++;
+			p->outstanding++;
+			c->inflight++;
+		}
+		if (p->next_request < p->n_chunks)
+			return; /* keep the window on this one until it is fully requested */
+	}
+}
+
+void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
+{
+	coord_participant *p = c->round_open && in->msg.round == c->round ? find_part(c, worker) : NULL;
+	tally_msg_type t = in->msg.type;
+
+	if (t != TALLY_MSG_UPDATE_READY && t != TALLY_MSG_UPDATE_CHUNK) {
+		c->workers[worker].refused++;
+		tally_warn("refused %s from '%s': not a message a worker sends", tally_msg_type_name(t),
+			   c->workers[worker].name);
+		coord_refuse(c, in->rid, in->rid_len, "unexpected message type");
+		return;
+	}
+	if (!p || p->state == P_DONE || p->state == P_FAILED) {
+		if (t == TALLY_MSG_UPDATE_READY) {
+			c->late_discarded++;
+			tally_info("discarded a late update from '%s' for round %llu", c->workers[worker].name,
+				   (unsigned long long)in->msg.round);
+		}
+		return;
+	}
+	if (t == TALLY_MSG_UPDATE_READY)
+		on_update_ready(c, p, &in->msg);
+	else
+		on_update_chunk(c, p, in);
+}
+
+void coord_round_on_lost(coord *c, int worker)
+{
+	coord_participant *p = c->round_open ? find_part(c, worker) : NULL;
+
+	if (!p || p->state == P_DONE || p->state == P_FAILED)
+		return;
+	if ((p->state == P_PULLING && p->received > 0) || p->state == P_UNDOING) {
+		c->workers[worker].state = W_LOST;
+		poison_round(c, "a worker was lost while its update was being added");
+		return;
+	}
+	c->workers[worker].state = W_LOST;
+	finish_part(c, p, P_FAILED, "worker lost");
+}
+
+/* ---- closing a round ---- */
+
+static void write_metrics(coord *c, bool applied, double acc, double loss, double secs)
+{
+	double w = 0, tl = 0, ta = 0;
+	size_t done = 0;
+	json_t *o;
+	char *line;
+
+	for (size_t i = 0; i < c->n_parts; i++) {
+		const coord_participant *p = &c->parts[i];
+
+		if (p->state != P_DONE)
+			continue;
+		done++;
+		w += (double)p->examples;
+		tl += (double)p->examples * p->train_loss;
+		ta += (double)p->examples * p->train_accuracy;
+	}
+	o = json_pack("{s:I, s:s, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
+		      "round", (json_int_t)c->round, "run_id", c->cfg.run_id, "applied", applied,
+		      "accuracy", c->eval && applied ? json_real(acc) : json_null(),
+		      "loss", c->eval && applied ? json_real(loss) : json_null(),
+		      "participants", (json_int_t)c->n_parts, "updates", (json_int_t)done,
+		      "examples", (json_int_t)w,
+		      "train_loss", w > 0 ? json_real(tl / w) : json_null(),
+		      "train_accuracy", w > 0 ? json_real(ta / w) : json_null(),
+		      "seconds", secs, "bytes_in", (json_int_t)c->bytes_in, "bytes_out", (json_int_t)c->bytes_out,
+		      "late_discarded", (json_int_t)c->late_discarded);
+	line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+	if (line) {
+		fprintf(c->metrics, "%s\n", line);
+		fflush(c->metrics);
+		fsync(fileno(c->metrics));
+	}
+	free(line);
+	json_decref(o);
+}
+
+static int save_model(coord *c)
+{
+	char path[1100];
+
+	snprintf(path, sizeof(path), "%s/model.safetensors", c->cfg.state_dir);
+	c->global->round = c->round;
+	return tally_model_save(c->global, path);
+}
+
+static void close_round(coord *c)
+{
+	double secs = (double)(coord_now_ms() - c->round_started_ms) / 1000.0, acc = 0, loss = 0;
+	bool applied = false;
+	int rc = 0;
+
+	if (c->agg->updates < (uint32_t)c->cfg.quorum) {
+		tally_warn("round %llu: %u update(s), quorum is %lld: global model unchanged",
+			   (unsigned long long)c->round, c->agg->updates, (long long)c->cfg.quorum);
+	} else if ((rc = blob_own(c)) == 0 && (rc = tally_agg_apply(c->agg, c->global->params)) == 0) {
+		applied = true;
+		if (c->eval && tally_evaluate(c->global, c->eval, NULL, c->eval->n, &loss, &acc))
+			tally_error("round %llu: evaluation failed: %s", (unsigned long long)c->round, tally_errmsg());
+		if (save_model(c))
+			tally_error("round %llu: model not saved: %s", (unsigned long long)c->round, tally_errmsg());
+		if (acc > c->best_accuracy)
+			c->best_accuracy = acc;
+	} else {
+		tally_error("round %llu: %s: global model unchanged", (unsigned long long)c->round, tally_errmsg());
+	}
+	write_metrics(c, applied, acc, loss, secs);
+	if (applied && c->eval)
+		tally_info("round %llu: accuracy %.4f loss %.4f, %u update(s), %.1f s", (unsigned long long)c->round,
+			   acc, loss, c->agg->updates, secs);
+	else if (applied)
+		tally_info("round %llu: %u update(s), %.1f s", (unsigned long long)c->round, c->agg->updates, secs);
+	for (size_t i = 0; i < c->n_parts; i++)
+		free(c->parts[i].chunk_digests);
+	free(c->parts);
+	c->parts = NULL;
+	c->n_parts = 0;
+	c->inflight = 0;
+	c->round_open = false;
+}
+
+static bool all_settled(const coord *c)
+{
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].state != P_DONE && c->parts[i].state != P_FAILED)
+			return false;
+	return true;
+}
+
+static void enforce_deadline(coord *c)
+{
+	for (size_t i = 0; i < c->n_parts; i++) {
+		coord_participant *p = &c->parts[i];
+
+		/* Updates being transferred may finish; ones not yet offered are late. */
+		if (p->state == P_TRAINING || p->state == P_READY)
+			finish_part(c, p, P_FAILED, "deadline passed");
+	}
+}
+
+void coord_round_tick(coord *c)
+{
+	if (!c->round_open) {
+		if ((int64_t)c->round < c->cfg.rounds && !c->stopping)
+			start_round(c);
+		return;
+	}
+	if (coord_now_ms() >= c->round_deadline_ms)
+		enforce_deadline(c);
+	schedule_pulls(c);
+	if (all_settled(c))
+		close_round(c);
+}
+
+bool coord_round_is_finished(const coord *c)
+{
+	if (c->round_open)
+		return false;
+	if ((int64_t)c->round >= c->cfg.rounds)
+		return true;
+	if (c->cfg.target_accuracy > 0 && c->eval && c->best_accuracy >= c->cfg.target_accuracy) {
+		tally_info("target accuracy %.4f reached", c->cfg.target_accuracy);
+		return true;
+	}
+	return false;
+}
+
+void coord_round_fini(coord *c)
+{
+	blob_release_model(c);
+}

@@ -1,0 +1,413 @@
+/*
+ * CURVE key files (generation, loading with permission checks) and the roster of enrolled keys.
+ * Key files are read into sodium_malloc'd buffers and wiped, since .key files hold secrets.
+ */
+#include "tally/keys.h"
+#include "tally/error.h"
+#include "tally/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define KEYFILE_MAX 4096
+#define ROSTER_MAX_KEYS 100000
+#define ROSTER_MAX_BYTES (16u << 20)
+
+typedef struct field {
+	char key[32];
+	char value[TALLY_Z85_KEY_LEN + 24];
+} field;
+
+static bool is_ident(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '.' || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+/* Parses one `key = "value"` line (already stripped of comments and blanks). */
+static int parse_line(char *line, field *f, const char *path, int lineno)
+{
+	char *eq = strchr(line, '='), *k = line, *v, *end;
+
+	if (!eq)
+		return tally_err(TALLY_EFORMAT, "%s:%d: expected key = \"value\"", path, lineno);
+	*eq = '\0';
+	v = eq + 1;
+	while (*k == ' ' || *k == '\t')
+		k++;
+	for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
+		end[-1] = '\0';
+	while (*v == ' ' || *v == '\t')
+		v++;
+	end = v + strlen(v);
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	if (!is_ident(k) || strlen(k) >= sizeof(f->key))
+		return tally_err(TALLY_EFORMAT, "%s:%d: bad key name", path, lineno);
+	if (end - v < 2 || *v != '"' || end[-1] != '"' || (size_t)(end - v - 2) >= sizeof(f->value))
+		return tally_err(TALLY_EFORMAT, "%s:%d: value of '%s' must be a short quoted string", path, lineno, k);
+	snprintf(f->key, sizeof(f->key), "%s", k);
+	memcpy(f->value, v + 1, (size_t)(end - v - 2));
+	f->value[end - v - 2] = '\0';
+	return 0;
+}
+
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+
+	while (got < cap) {
+		ssize_t r = read(fd, buf + got, cap - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/*
+ * Reads a file of `key = "value"` lines into fields (sodium_malloc'd, wiped by the caller with
+ * sodium_free). Returns the number of fields or a negative code.
+ */
+static int read_fields(const char *path, field **out, int max_fields, size_t max_bytes)
+{
+	char *buf = sodium_malloc(max_bytes + 1), *save = NULL;
+	field *fields = sodium_malloc(sizeof(field) * (size_t)max_fields);
+	int fd = -1, n = 0, lineno = 0, rc;
+	ssize_t len;
+
+	if (!buf || !fields) {
+		rc = TALLY_ENOMEM;
+		goto fail;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = tally_err(errno == ENOENT ? TALLY_ENOENT : TALLY_EACCES, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	len = read_all(fd, buf, max_bytes + 1);
+	if (len < 0 || (size_t)len > max_bytes) {
+		rc = tally_err(len < 0 ? TALLY_EIO : TALLY_ETOOBIG, "%s: %s", path,
+			       len < 0 ? strerror(errno) : "larger than a key file can be");
+		goto fail;
+	}
+	buf[len] = '\0';
+	if (memchr(buf, '\0', (size_t)len)) {
+		rc = tally_err(TALLY_EFORMAT, "%s: binary data in a key file", path);
+		goto fail;
+	}
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *p = line;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '#' || *p == '\0' || *p == '\r')
+			continue;
+		if (n == max_fields) {
+			rc = tally_err(TALLY_EFORMAT, "%s:%d: too many entries", path, lineno);
+			goto fail;
+		}
+		rc = parse_line(p, &fields[n++], path, lineno);
+		if (rc)
+			goto fail;
+	}
+	close(fd);
+	sodium_free(buf);
+	*out = fields;
+	return n;
+fail:
+	if (fd >= 0)
+		close(fd);
+	sodium_free(buf);
+	sodium_free(fields);
+	return rc;
+}
+
+static const char *field_get(const field *f, int n, const char *key)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(f[i].key, key) == 0)
+			return f[i].value;
+	return NULL;
+}
+
+static int check_z85(const char *z85, const char *path, const char *what, uint8_t bin[32])
+{
+	uint8_t tmp[32];
+
+	if (strlen(z85) != TALLY_Z85_KEY_LEN || !zmq_z85_decode(bin ? bin : tmp, z85))
+		return tally_err(TALLY_EFORMAT, "%s: %s is not a 40-character Z85 key", path, what);
+	return 0;
+}
+
+/* ---- generation ---- */
+
+static int write_text(const char *path, const char *text, mode_t mode, bool force)
+{
+	struct iovec iov = {(void *)text, strlen(text)};
+
+	if (!force && access(path, F_OK) == 0)
+		return tally_err(TALLY_EINVAL, "%s already exists; remove it first or pass --force", path);
+	return tally_file_write_atomic(path, &iov, 1, mode);
+}
+
+int tally_keygen(const char *prefix, bool force)
+{
+	char pub[TALLY_Z85_KEY_LEN + 1], path[4096], *text = NULL, *secret = NULL;
+	const char *name = strrchr(prefix, '/') ? strrchr(prefix, '/') + 1 : prefix;
+	int rc;
+
+	if (!is_ident(name) || strlen(name) >= 64)
+		return tally_err(TALLY_EINVAL, "key name '%s' must be 1-63 characters of [A-Za-z0-9._-]", name);
+	if (strlen(prefix) > sizeof(path) - 8)
+		return tally_err(TALLY_EINVAL, "key path too long");
+	secret = sodium_malloc(TALLY_Z85_KEY_LEN + 1);
+	text = sodium_malloc(1024);
+	if (!secret || !text) {
+		rc = TALLY_ENOMEM;
+		goto out;
+	}
+	if (zmq_curve_keypair(pub, secret) != 0) {
+		rc = tally_err(TALLY_ECRYPTO, "libzmq was built without CURVE support");
+		goto out;
+	}
+	snprintf(text, 1024, "# tally CURVE key pair. SECRET: keep this file private (mode 0600).\n"
+		 "name = \"%s\"\npublic-key = \"%s\"\nsecret-key = \"%s\"\n", name, pub, secret);
+	snprintf(path, sizeof(path), "%s.key", prefix);
+	rc = write_text(path, text, 0600, force);
+	if (rc)
+		goto out;
+	snprintf(text, 1024, "# tally CURVE public key. Give it to the coordinator's operator to enroll.\n"
+		 "name = \"%s\"\npublic-key = \"%s\"\n", name, pub);
+	snprintf(path, sizeof(path), "%s.pub", prefix);
+	rc = write_text(path, text, 0644, force);
+out:
+	sodium_free(secret);
+	sodium_free(text);
+	return rc;
+}
+
+/* ---- loading ---- */
+
+int tally_keypair_load(tally_keypair **out, const char *path)
+{
+	struct stat st;
+	field *f = NULL;
+	const char *pub, *sec, *name;
+	tally_keypair *kp = NULL;
+	int n, rc;
+
+	if (stat(path, &st) < 0)
+		return tally_err(TALLY_ENOENT, "key file %s: %s", path, strerror(errno));
+	if (st.st_mode & 077)
+		return tally_err(TALLY_EACCES, "key file %s is accessible by group or others (mode %03o); "
+				 "run: chmod 600 %s", path, st.st_mode & 0777, path);
+	n = read_fields(path, &f, 8, KEYFILE_MAX);
+	if (n < 0)
+		return n;
+	pub = field_get(f, n, "public-key");
+	sec = field_get(f, n, "secret-key");
+	name = field_get(f, n, "name");
+	if (!pub || !sec || !name || !is_ident(name) || strlen(name) >= sizeof(kp->name)) {
+		rc = tally_err(TALLY_EFORMAT, "%s: a key file needs name, public-key and secret-key", path);
+		goto out;
+	}
+	if ((rc = check_z85(pub, path, "public-key", NULL)) || (rc = check_z85(sec, path, "secret-key", NULL)))
+		goto out;
+	kp = calloc(1, sizeof(*kp));
+	if (!kp || !(kp->secret_z85 = sodium_malloc(TALLY_Z85_KEY_LEN + 1))) {
+		free(kp);
+		rc = TALLY_ENOMEM;
+		goto out;
+	}
+	snprintf(kp->name, sizeof(kp->name), "%s", name);
+	memcpy(kp->public_z85, pub, TALLY_Z85_KEY_LEN + 1);
+	memcpy(kp->secret_z85, sec, TALLY_Z85_KEY_LEN + 1);
+	*out = kp;
+	rc = 0;
+out:
+	sodium_free(f);
+	return rc;
+}
+
+void tally_keypair_destroy(tally_keypair **kpp)
+{
+	if (!kpp || !*kpp)
+		return;
+	sodium_free((*kpp)->secret_z85);
+	free(*kpp);
+	*kpp = NULL;
+}
+
+int tally_pubkey_load(const char *path, char z85[TALLY_Z85_KEY_LEN + 1], char name[64])
+{
+	field *f = NULL;
+	const char *pub, *nm;
+	int n, rc;
+
+	n = read_fields(path, &f, 8, KEYFILE_MAX);
+	if (n < 0)
+		return n;
+	pub = field_get(f, n, "public-key");
+	nm = field_get(f, n, "name");
+	if (!pub || !nm || !is_ident(nm) || strlen(nm) >= 64)
+		rc = tally_err(TALLY_EFORMAT, "%s: a public key file needs name and public-key", path);
+	else
+		rc = check_z85(pub, path, "public-key", NULL);
+	if (rc == 0) {
+		memcpy(z85, pub, TALLY_Z85_KEY_LEN + 1);
+		if (name)
+			snprintf(name, 64, "%s", nm);
+	}
+	sodium_free(f);
+	return rc;
+}
+
+void tally_key_fingerprint(const uint8_t pub[32], char out[TALLY_FINGERPRINT_LEN + 1])
+{
+	uint8_t h[32];
+
+	crypto_generichash(h, sizeof(h), pub, 32, NULL, 0);
+	sodium_bin2hex(out, TALLY_FINGERPRINT_LEN + 1, h, TALLY_FINGERPRINT_LEN / 2);
+}
+
+/* ---- roster ---- */
+
+typedef struct roster_entry {
+	char name[64];
+	uint8_t key[32];
+} roster_entry;
+
+struct tally_roster {
+	size_t n, cap;
+	roster_entry *e;
+};
+
+static int roster_add(tally_roster *r, const char *name, const char *z85, const char *path)
+{
+	roster_entry e;
+	int rc;
+
+	if (!is_ident(name) || strlen(name) >= sizeof(e.name))
+		return tally_err(TALLY_EFORMAT, "%s: bad worker name '%s'", path, name);
+	rc = check_z85(z85, path, name, e.key);
+	if (rc)
+		return rc;
+	snprintf(e.name, sizeof(e.name), "%s", name);
+	for (size_t i = 0; i < r->n; i++) {
+		if (strcmp(r->e[i].name, name) == 0 || sodium_memcmp(r->e[i].key, e.key, 32) == 0)
+			return tally_err(TALLY_EFORMAT, "%s: worker '%s' or its key is enrolled twice", path, name);
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		roster_entry *ne = realloc(r->e, cap * sizeof(*ne));
+
+		if (!ne)
+			return TALLY_ENOMEM;
+		r->e = ne;
+		r->cap = cap;
+	}
+	r->e[r->n++] = e;
+	return 0;
+}
+
+static int roster_load_dir(tally_roster *r, const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return tally_err(TALLY_ENOENT, "roster folder %s: %s", dir, strerror(errno));
+	while (rc == 0 && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char path[4096], z85[TALLY_Z85_KEY_LEN + 1], name[64];
+
+		if (len < 5 || strcmp(de->d_name + len - 4, ".pub") != 0 || de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		rc = tally_pubkey_load(path, z85, name);
+		if (rc == 0)
+			rc = roster_add(r, name, z85, path);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int roster_load_file(tally_roster *r, const char *path)
+{
+	field *f = NULL;
+	int n = read_fields(path, &f, ROSTER_MAX_KEYS, ROSTER_MAX_BYTES), rc = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && rc == 0; i++)
+		rc = roster_add(r, f[i].key, f[i].value, path);
+	sodium_free(f);
+	return rc;
+}
+
+int tally_roster_load(tally_roster **out, const char *path)
+{
+	struct stat st;
+	tally_roster *r;
+	int rc;
+
+	if (stat(path, &st) < 0)
+		return tally_err(TALLY_ENOENT, "roster %s: %s", path, strerror(errno));
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return TALLY_ENOMEM;
+	rc = S_ISDIR(st.st_mode) ? roster_load_dir(r, path) : roster_load_file(r, path);
+	if (rc == 0 && r->n == 0)
+		rc = tally_err(TALLY_EFORMAT, "roster %s enrolls no worker key", path);
+	if (rc) {
+		tally_roster_destroy(&r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void tally_roster_destroy(tally_roster **rp)
+{
+	if (!rp || !*rp)
+		return;
+	free((*rp)->e);
+	free(*rp);
+	*rp = NULL;
+}
+
+size_t tally_roster_size(const tally_roster *r)
+{
+	return r->n;
+}
+
+const char *tally_roster_find(const tally_roster *r, const uint8_t pub[32])
+{
+	const char *found = NULL;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (sodium_memcmp(r->e[i].key, pub, 32) == 0)
+			found = r->e[i].name;
+	return found;
+}
