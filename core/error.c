@@ -35,11 +35,14 @@ const char *tally_strerror(int err)
 
 int tally_err(int err, const char *fmt, ...)
 {
+	char tmp[sizeof(errmsg)];
 	va_list ap;
 
+	/* Format aside first: callers may pass tally_errmsg() itself as an argument. */
 	va_start(ap, fmt);
-	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(errmsg, tmp, sizeof(errmsg));
 	return err;
 }
 

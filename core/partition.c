@@ -19,6 +19,7 @@
 #define STREAM_SHARDS 0x7461727368640000ULL    /* "tarshd" */
 #define STREAM_DIRICHLET 0x7461726469720000ULL /* "tardir", + attempt */
 #define DIRICHLET_TRIES 100
+#define DIRICHLET_WORK ((uint64_t)1 << 25) /* gamma draws plus examples over all redraws */
 #define DIRICHLET_MIN_PARTY 10
 
 /* Parses decimal digits [s, end) into *v <= max; no sign, no spaces. */
@@ -288,6 +289,7 @@ static int assign_dirichlet(const uint8_t *labels, size_t m, uint32_t n_classes,
 {
 	dirichlet_job j = { .m = m, .n_classes = n_classes, .n = n, .alpha = alpha, .seed = seed };
 	size_t need = m / n / 2 < DIRICHLET_MIN_PARTY ? m / n / 2 : DIRICHLET_MIN_PARTY, best = 0;
+	uint64_t tries = DIRICHLET_WORK / ((uint64_t)n * n_classes + m);
 	int rc = 0;
 
 	j.order = sort_by_label(labels, m, n_classes, j.start);
@@ -299,8 +301,13 @@ static int assign_dirichlet(const uint8_t *labels, size_t m, uint32_t n_classes,
 		rc = TALLY_ENOMEM;
 		goto out;
 	}
-	/* Redraw until every party has enough; keep the draw with the largest minimum. */
-	for (uint32_t attempt = 0; attempt < DIRICHLET_TRIES; attempt++) {
+	/*
+	 * Redraw until every party has enough; keep the draw with the largest minimum. Huge
+	 * federations get fewer redraws so that the cost stays bounded; the count depends only on
+	 * the inputs, so every party still makes the same draws.
+	 */
+	tries = tries < 1 ? 1 : tries > DIRICHLET_TRIES ? DIRICHLET_TRIES : tries;
+	for (uint32_t attempt = 0; attempt < tries; attempt++) {
 		size_t least = dirichlet_draw(&j, attempt);
 
 		if (attempt == 0 || least > best) {

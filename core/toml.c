@@ -52,12 +52,17 @@ struct table {
 	enum table_kind kind;
 };
 
+/* Open addressing over every path: 0 empty, i + 1 entry i, -(i + 1) table i. */
+#define INDEX_SLOTS 16384
+_Static_assert(INDEX_SLOTS >= 2 * (TALLY_TOML_MAX_KEYS + TALLY_TOML_MAX_TABLES), "index too small");
+
 struct tally_toml {
 	char *filename;
 	struct entry *entries;
 	size_t n, cap;
 	struct table *tables;
 	size_t n_tables, cap_tables, n_pending;
+	int32_t index[INDEX_SLOTS];
 };
 
 /* A dotted key: segments joined by '.', ends[i] the offset just past segment i. */
@@ -73,6 +78,7 @@ struct parser {
 	const char *p, *end;
 	int line;
 	struct keypath header;
+	locale_t c_numeric;  /* for strtod, made on the first float; thread-safe via uselocale */
 };
 
 /* Records "file:line: message" and returns code. */
@@ -449,7 +455,7 @@ static int parse_int(struct parser *ps, const char *tok, struct value *v)
 	return 0;
 }
 
-/* Checks tok against TOML's float grammar, then converts it independently of the locale. */
+/* Checks tok against TOML's float grammar, then converts it in the "C" locale. */
 static int parse_float(struct parser *ps, const char *tok, struct value *v)
 {
 	const char *s = tok + (tok[0] == '+' || tok[0] == '-'), *x = strpbrk(s, "eE");
@@ -457,6 +463,7 @@ static int parse_float(struct parser *ps, const char *tok, struct value *v)
 	const char *int_end = dot ? dot : stop;
 	bool ok = (dot || x) && digits_ok(s, (size_t)(int_end - s), 10) && !(s[0] == '0' && s + 1 < int_end);
 	char buf[TOKEN_MAX + 1], *o = buf;
+	locale_t prev;
 
 	if (dot)
 		ok = ok && digits_ok(dot + 1, (size_t)(stop - dot - 1), 10);
@@ -468,10 +475,14 @@ static int parse_float(struct parser *ps, const char *tok, struct value *v)
 		return fail(ps, TALLY_EFORMAT, "invalid float '%s'", tok);
 	for (s = tok; *s; s++)
 		if (*s != '_')
-			*o++ = *s == '.' ? localeconv()->decimal_point[0] : *s;
+			*o++ = *s;
 	*o = '\0';
+	if (!ps->c_numeric && !(ps->c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0)))
+		return TALLY_ENOMEM;
+	prev = uselocale(ps->c_numeric);
 	v->type = TALLY_TOML_FLOAT;
 	v->u.d = strtod(buf, NULL);
+	uselocale(prev);
 	if (isinf(v->u.d))
 		return fail(ps, TALLY_EFORMAT, "float '%s' is out of range", tok);
 	return 0;
@@ -575,52 +586,51 @@ static void *grow(void *a, size_t *cap, size_t n, size_t elem, size_t max)
 	return a;
 }
 
+/* Parses one array element onto the end of *items. */
+static int push_element(struct parser *ps, struct value **items, size_t *n, size_t *cap)
+{
+	struct value *bigger;
+	int rc;
+
+	if (*n == TALLY_TOML_MAX_ARRAY)
+		return fail(ps, TALLY_ETOOBIG, "array has more than %d elements", TALLY_TOML_MAX_ARRAY);
+	if (!(bigger = grow(*items, cap, *n, sizeof(*bigger), TALLY_TOML_MAX_ARRAY)))
+		return TALLY_ENOMEM;
+	*items = bigger;
+	if ((rc = parse_scalar(ps, &bigger[*n])) == 0)
+		(*n)++;
+	return rc;
+}
+
+/* An array of scalars: elements and commas alternate, with blanks and comments between. */
 static int parse_array(struct parser *ps, struct value *v)
 {
-	struct value *items = NULL, *bigger;
+	struct value *items = NULL;
 	size_t n = 0, cap = 0;
-	int rc, open_line = ps->line;
+	int rc, c, open_line = ps->line;
+	bool need_comma = false;
 	char b[32];
 
-	ps->p++;
-	for (;;) {
-		if ((rc = skip_blank(ps)))
-			goto out;
-		if (peek(ps) == ']')
-			break;
-		if (peek(ps) < 0) {
+	for (ps->p++; (rc = skip_blank(ps)) == 0 && (c = peek(ps)) != ']'; need_comma = !need_comma) {
+		if (c < 0)
 			rc = fail(ps, TALLY_EFORMAT, "unterminated array (opened on line %d)", open_line);
-			goto out;
-		}
-		if (n == TALLY_TOML_MAX_ARRAY) {
-			rc = fail(ps, TALLY_ETOOBIG, "array has more than %d elements", TALLY_TOML_MAX_ARRAY);
-			goto out;
-		}
-		if (!(bigger = grow(items, &cap, n, sizeof(*items), TALLY_TOML_MAX_ARRAY))) {
-			rc = TALLY_ENOMEM;
-			goto out;
-		}
-		items = bigger;
-		items[n].type = TALLY_TOML_BOOL;
-		if ((rc = parse_scalar(ps, &items[n])))
-			goto out;
-		n++;
-		if ((rc = skip_blank(ps)))
-			goto out;
-		if (peek(ps) == ',') {
-			ps->p++;
-		} else if (peek(ps) != ']') {
+		else if (need_comma && c != ',')
 			rc = fail(ps, TALLY_EFORMAT, "expected ',' or ']' in array, found %s", show_next(ps, b));
-			goto out;
-		}
+		else if (need_comma)
+			ps->p++;
+		else
+			rc = push_element(ps, &items, &n, &cap);
+		if (rc)
+			break;
 	}
-	ps->p++;
-	v->type = TALLY_TOML_ARRAY;
-	v->u.a.items = items;
-	v->u.a.n = n;
-	items = NULL;
-	n = 0;
-out:
+	if (rc == 0) {
+		ps->p++;
+		v->type = TALLY_TOML_ARRAY;
+		v->u.a.items = items;
+		v->u.a.n = n;
+		items = NULL;
+		n = 0;
+	}
 	for (size_t i = 0; i < n; i++)
 		value_free(&items[i]);
 	free(items);
@@ -636,14 +646,27 @@ static uint32_t hash_key(const char *s)
 	return h;
 }
 
+/* The index slot holding path, or the empty slot where it belongs. */
+static uint32_t slot_of(const tally_toml *t, const char *path)
+{
+	uint32_t h = hash_key(path), mask = INDEX_SLOTS - 1;
+
+	for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+		int32_t x = t->index[i];
+		const struct entry *e = x > 0 ? &t->entries[x - 1] : NULL;
+		const struct table *tb = x < 0 ? &t->tables[-x - 1] : NULL;
+
+		if (x == 0 || (e && e->hash == h && !strcmp(e->key, path)) ||
+		    (tb && tb->hash == h && !strcmp(tb->path, path)))
+			return i;
+	}
+}
+
 static int find_table(const tally_toml *t, const char *path)
 {
-	uint32_t h = hash_key(path);
+	int32_t x = t->index[slot_of(t, path)];
 
-	for (size_t i = 0; i < t->n_tables; i++)
-		if (t->tables[i].hash == h && !strcmp(t->tables[i].path, path))
-			return (int)i;
-	return -1;
+	return x < 0 ? -x - 1 : -1;
 }
 
 /* Index of the table at path, created implicitly if absent. */
@@ -666,6 +689,7 @@ static int get_table(struct parser *ps, const char *path, int line, int *idx)
 	tb->line = line;
 	tb->kind = TBL_IMPLICIT;
 	*idx = (int)t->n_tables++;
+	t->index[slot_of(t, path)] = -(int32_t)t->n_tables;
 	return 0;
 }
 
@@ -768,6 +792,7 @@ static int define_leaf(struct parser *ps, const struct keypath *rel, struct valu
 	e->val = *v;
 	v->type = TALLY_TOML_BOOL;
 	t->n++;
+	t->index[slot_of(t, e->key)] = (int32_t)t->n;
 	return 0;
 }
 
@@ -869,6 +894,8 @@ int tally_toml_parse(tally_toml **out, const char *text, size_t len, const char 
 		*out = t;
 		t = NULL;
 	}
+	if (ps.c_numeric)
+		freelocale(ps.c_numeric);
 	tally_toml_destroy(&t);
 	return rc;
 }
@@ -938,126 +965,101 @@ const char *tally_toml_filename(const tally_toml *t)
 
 int tally_toml_find(const tally_toml *t, const char *key)
 {
-	uint32_t h = hash_key(key);
+	int32_t x = t->index[slot_of(t, key)];
 
-	for (size_t i = 0; i < t->n; i++)
-		if (t->entries[i].hash == h && !strcmp(t->entries[i].key, key))
-			return (int)i;
-	return -1;
+	return x > 0 ? x - 1 : -1;
 }
-
-#define NO_INDEX SIZE_MAX
 
 static const char *const type_names[] = {
 	[TALLY_TOML_STRING] = "a string", [TALLY_TOML_INT] = "an integer",
 	[TALLY_TOML_FLOAT] = "a number", [TALLY_TOML_BOOL] = "a boolean", [TALLY_TOML_ARRAY] = "an array",
 };
 
-/*
- * The value at key (index == NO_INDEX) or element index of the array at key, of type want
- * (or an integer when want is a float).
- */
-static int get_value(const tally_toml *t, const char *key, size_t index, tally_toml_type want,
-		     const struct value **out)
+/* Stores scalar v (or an array's length) into out, whose C type follows want. */
+static void store(const struct value *v, tally_toml_type want, void *out)
 {
-	int i = tally_toml_find(t, key);
-	const struct entry *e;
-	const struct value *v;
-
-	if (i < 0)
-		return TALLY_ENOENT;
-	e = &t->entries[i];
-	v = &e->val;
-	if (index != NO_INDEX && v->type != TALLY_TOML_ARRAY)
-		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be an array", t->filename, e->line, key);
-	if (index != NO_INDEX && index >= v->u.a.n)
-		return TALLY_ENOENT;
-	if (index != NO_INDEX)
-		v = &v->u.a.items[index];
-	if (v->type == want || (want == TALLY_TOML_FLOAT && v->type == TALLY_TOML_INT)) {
-		*out = v;
-		return 0;
+	switch (want) {
+	case TALLY_TOML_STRING: *(const char **)out = v->u.s; break;
+	case TALLY_TOML_INT: *(int64_t *)out = v->u.i; break;
+	case TALLY_TOML_FLOAT: *(double *)out = v->type == TALLY_TOML_INT ? (double)v->u.i : v->u.d; break;
+	case TALLY_TOML_BOOL: *(bool *)out = v->u.b; break;
+	case TALLY_TOML_ARRAY: *(size_t *)out = v->u.a.n; break;
 	}
-	if (index != NO_INDEX)
-		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' element %zu must be %s", t->filename,
-				 e->line, key, index, type_names[want]);
-	return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be %s", t->filename, e->line, key,
-			 type_names[want]);
 }
 
-static double as_double(const struct value *v)
+/*
+ * Finds the value at key, or element *index of the array at key (index not NULL), checks that
+ * it has type want (an integer will do for a float) and stores it into out.
+ */
+static int get_value(const tally_toml *t, const char *key, const size_t *index, tally_toml_type want,
+		     void *out)
 {
-	return v->type == TALLY_TOML_INT ? (double)v->u.i : v->u.d;
+	int i = tally_toml_find(t, key);
+	const struct entry *e = i < 0 ? NULL : &t->entries[i];
+	const struct value *v = e ? &e->val : NULL;
+
+	if (!e)
+		return TALLY_ENOENT;
+	if (index && v->type != TALLY_TOML_ARRAY)
+		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be an array", t->filename, e->line, key);
+	if (index && *index >= v->u.a.n)
+		return TALLY_ENOENT;
+	if (index)
+		v = &v->u.a.items[*index];
+	if (v->type != want && !(want == TALLY_TOML_FLOAT && v->type == TALLY_TOML_INT)) {
+		if (index)
+			return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' element %zu must be %s",
+					 t->filename, e->line, key, *index, type_names[want]);
+		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be %s", t->filename, e->line, key,
+				 type_names[want]);
+	}
+	store(v, want, out);
+	return 0;
 }
 
 int tally_toml_get_string(const tally_toml *t, const char *key, const char **out)
 {
-	return tally_toml_get_string_at(t, key, NO_INDEX, out);
+	return get_value(t, key, NULL, TALLY_TOML_STRING, out);
 }
 
 int tally_toml_get_int(const tally_toml *t, const char *key, int64_t *out)
 {
-	return tally_toml_get_int_at(t, key, NO_INDEX, out);
+	return get_value(t, key, NULL, TALLY_TOML_INT, out);
 }
 
 int tally_toml_get_double(const tally_toml *t, const char *key, double *out)
 {
-	return tally_toml_get_double_at(t, key, NO_INDEX, out);
+	return get_value(t, key, NULL, TALLY_TOML_FLOAT, out);
 }
 
 int tally_toml_get_bool(const tally_toml *t, const char *key, bool *out)
 {
-	return tally_toml_get_bool_at(t, key, NO_INDEX, out);
+	return get_value(t, key, NULL, TALLY_TOML_BOOL, out);
 }
 
 int tally_toml_array_len(const tally_toml *t, const char *key, size_t *n)
 {
-	const struct value *v = NULL;
-	int rc = get_value(t, key, NO_INDEX, TALLY_TOML_ARRAY, &v);
-
-	if (rc == 0)
-		*n = v->u.a.n;
-	return rc;
+	return get_value(t, key, NULL, TALLY_TOML_ARRAY, n);
 }
 
 int tally_toml_get_string_at(const tally_toml *t, const char *key, size_t index, const char **out)
 {
-	const struct value *v = NULL;
-	int rc = get_value(t, key, index, TALLY_TOML_STRING, &v);
-
-	if (rc == 0)
-		*out = v->u.s;
-	return rc;
+	return get_value(t, key, &index, TALLY_TOML_STRING, out);
 }
 
 int tally_toml_get_int_at(const tally_toml *t, const char *key, size_t index, int64_t *out)
 {
-	const struct value *v = NULL;
-	int rc = get_value(t, key, index, TALLY_TOML_INT, &v);
-
-	if (rc == 0)
-		*out = v->u.i;
-	return rc;
+	return get_value(t, key, &index, TALLY_TOML_INT, out);
 }
 
 int tally_toml_get_double_at(const tally_toml *t, const char *key, size_t index, double *out)
 {
-	const struct value *v = NULL;
-	int rc = get_value(t, key, index, TALLY_TOML_FLOAT, &v);
-
-	if (rc == 0)
-		*out = as_double(v);
-	return rc;
+	return get_value(t, key, &index, TALLY_TOML_FLOAT, out);
 }
 
 int tally_toml_get_bool_at(const tally_toml *t, const char *key, size_t index, bool *out)
 {
-	const struct value *v = NULL;
-	int rc = get_value(t, key, index, TALLY_TOML_BOOL, &v);
-
-	if (rc == 0)
-		*out = v->u.b;
-	return rc;
+	return get_value(t, key, &index, TALLY_TOML_BOOL, out);
 }
 
 int tally_toml_check_keys(const tally_toml *t, const char *const *allowed)

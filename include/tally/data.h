@@ -117,8 +117,9 @@ int tally_part_spec_parse(const char *s, uint32_t *k, uint32_t *n);
  *   iid          shuffle, then n contiguous blocks whose sizes differ by at most 1;
  *   dirichlet:a  per class, proportions p ~ Dir(a) over the parties (parties already holding
  *                n_examples/n get none, as in Hsu et al./FedLab/Flower) split the shuffled class;
- *                redrawn up to 100 times until every party holds at least
- *                min(10, n_examples/n/2) examples, else the draw with the largest minimum;
+ *                redrawn (up to 100 times, fewer when n * n_classes is in the millions)
+ *                until every party holds at least min(10, n_examples/n/2) examples, else the
+ *                draw with the largest minimum;
  *   shards:S     sort by label, cut into n*S equal shards, shuffle them, S per party (McMahan et
  *                al.); needs n*S <= n_examples.
  * Errors: TALLY_EINVAL (n outside 1..100000, n_examples over TALLY_DATA_MAX_EXAMPLES),

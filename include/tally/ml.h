@@ -3,10 +3,12 @@
  * for the MLP of model.h, with softmax + cross-entropy at the end, on OpenBLAS sgemm.
  *
  * Every function here is reentrant and may be called from any thread; each call allocates its own
- * scratch (one batch of activations, the gradient, the momentum buffer) and frees it before
- * returning, so memory is O(params + batch * sum of widths). The library never changes BLAS thread
- * counts: a caller running several trainers on few cores sets OPENBLAS_NUM_THREADS=1 (or
- * openblas_set_num_threads) itself.
+ * scratch (one batch of activations, the gradient, the momentum buffer, a backup of the model) and
+ * frees it before returning, so memory is O(params + batch * sum of widths). The library never
+ * changes BLAS thread counts: a caller running several trainers on few cores sets
+ * OPENBLAS_NUM_THREADS=1 (or openblas_set_num_threads) itself. During a call the calling thread
+ * flushes subnormal floats to zero (x86 FTZ/DAZ), and restores its floating-point mode on return:
+ * decaying momentum otherwise spends most of its time in subnormals.
  *
  * Rows of a dataset are chosen by an index array idx[0..n) (row numbers into d), or idx == NULL
  * for all of d's rows, in which case n must equal d->n.
@@ -66,8 +68,9 @@ int tally_train(tally_model *m, const struct tally_dataset *d, const uint32_t *i
 
 /*
  * Mean cross-entropy and accuracy of m over rows idx[0..n) of d, forward passes in batches of 256.
- * loss and accuracy may each be NULL. Errors as tally_train (no TALLY_ENONFINITE: a NaN model
- * yields a NaN loss).
+ * loss and accuracy may each be NULL; ties in the argmax go to the lower class. Errors:
+ * TALLY_EINVAL (n == 0, idx == NULL with n != d->n), TALLY_ESHAPE, TALLY_ERANGE as tally_train,
+ * TALLY_ENOMEM. A non-finite model is not an error here: it yields a NaN or infinite loss.
  */
 int tally_evaluate(const tally_model *m, const struct tally_dataset *d, const uint32_t *idx,
 		   size_t n, double *loss, double *accuracy);

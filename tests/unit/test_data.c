@@ -405,25 +405,23 @@ static uint8_t *file_bytes(const char *path, size_t *len)
 	return b;
 }
 
-/* Writes p's images to path as two gzip members, split at byte cut; returns a buffer to free. */
-static uint8_t *gz_members(const char *path, const idx_pair *p, size_t cut)
+/* Writes p's images to path as two gzip members, split at byte cut. */
+static void gz_members(const char *path, const idx_pair *p, size_t cut)
 {
 	char part[512];
 	size_t len1, len2;
-	uint8_t *a, *b, *both;
+	uint8_t *a, *b;
 
 	path_in(part, sizeof(part), tmpdir, "member.gz");
 	write_gz(part, p->img, cut);
 	a = file_bytes(part, &len1);
 	write_gz(part, p->img + cut, p->img_len - cut);
 	b = file_bytes(part, &len2);
-	both = malloc(len1 + len2);
-	memcpy(both, a, len1);
-	memcpy(both + len1, b, len2);
-	write_file(path, both, len1 + len2);
+	assert_true(len1 + len2 <= 1 << 16);
+	memcpy(a + len1, b, len2);
+	write_file(path, a, len1 + len2);
 	free(a);
 	free(b);
-	return both;
 }
 
 static void expect_file_error(const char *img, const char *lab, int code, const char *needle)
@@ -441,8 +439,6 @@ static void test_idx_gzip_files(void **state)
 {
 	char img[512], lab[512];
 	tally_dataset *d = NULL;
-	uint8_t *b, *two;
-	size_t len;
 	idx_pair p;
 
 	make_idx(&p, 6, 7, 8);
@@ -452,20 +448,29 @@ static void test_idx_gzip_files(void **state)
 	assert_int_equal(d->dim, 56);
 	assert_true(d->x[55] == (float)p.img[16 + 55] / 255.0f);
 	tally_dataset_destroy(&d);
-	b = file_bytes(img, &len);
-	/* Two gzip members are one stream, as gzip -d sees them: twice the data is too much. */
-	two = malloc(2 * len);
-	memcpy(two, b, len);
-	memcpy(two + len, b, len);
-	write_file(img, two, 2 * len);
-	expect_file_error(img, lab, TALLY_EFORMAT, "trailing bytes");
-	free(two);
-	two = gz_members(img, &p, 100);
+	/* Two gzip members are one stream, as gzip -d sees them. */
+	gz_members(img, &p, 100);
 	assert_int_equal(tally_dataset_load_idx(&d, img, lab), 0);
 	assert_int_equal(d->n, 6);
 	assert_true(d->x[300] == (float)p.img[16 + 300] / 255.0f);
 	tally_dataset_destroy(&d);
-	free(two);
+	/* The whole file twice is a valid gzip stream but twice the data the header describes. */
+	p.img_len *= 2;
+	memcpy(p.img + p.img_len / 2, p.img, p.img_len / 2);
+	gz_members(img, &p, p.img_len / 2);
+	expect_file_error(img, lab, TALLY_EFORMAT, "trailing bytes");
+}
+
+static void test_idx_gzip_damaged(void **state)
+{
+	char img[512], lab[512];
+	size_t len;
+	uint8_t *b;
+	idx_pair p;
+
+	make_idx(&p, 6, 7, 8);
+	idx_files(&p, img, lab, "bad");
+	b = file_bytes(img, &len);
 	/* Trailing garbage after the gzip data. */
 	memcpy(b + len, "junk", 4);
 	write_file(img, b, len + 4);
@@ -690,6 +695,7 @@ int main(void)
 		cmocka_unit_test(test_idx_count_mismatch),
 		cmocka_unit_test(test_idx_zero_and_huge_dims),
 		cmocka_unit_test(test_idx_gzip_files),
+		cmocka_unit_test(test_idx_gzip_damaged),
 		cmocka_unit_test(test_idx_plain_files),
 		cmocka_unit_test(test_csv_no_header),
 		cmocka_unit_test(test_csv_header_label_last),

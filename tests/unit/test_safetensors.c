@@ -564,7 +564,8 @@ static void expect_python_agrees(const py_env *e, const tally_model *m)
 	py_loss = json_number(out, "\"loss\":");
 	print_message("tally: accuracy %.4f loss %.5f; numpy: %s", acc, loss, out);
 	assert_true(fabs(acc - py_acc) <= 0.002);
-	assert_true(fabs(loss - py_loss) <= 1e-3 * (1 + fabs(loss)));
+	/* float32 sums in a different order differ by ~1e-6; a pixel scale of 1/256 moves it by 2e-3 */
+	assert_true(fabs(loss - py_loss) <= 1e-4 * (1 + fabs(loss)));
 	remove_dir(dir);
 }
 
