@@ -80,16 +80,16 @@ static int load_key(const tally_cfg_field *f, void *cfg, const tally_toml *t, co
 		rc = tally_toml_get_string(t, f->key, &s);
 		return rc ? rc : set_value(f, cfg, s, where);
 	case TALLY_CFG_INT:
-		rc = tally_toml_get_int(t, f->key, &iv);
-		snprintf(text, sizeof(text), "%lld", (long long)iv);
+		if ((rc = tally_toml_get_int(t, f->key, &iv)) == 0)
+			snprintf(text, sizeof(text), "%lld", (long long)iv);
 		break;
 	case TALLY_CFG_DOUBLE:
-		rc = tally_toml_get_double(t, f->key, &dv);
-		snprintf(text, sizeof(text), "%.17g", dv);
+		if ((rc = tally_toml_get_double(t, f->key, &dv)) == 0)
+			snprintf(text, sizeof(text), "%.17g", dv);
 		break;
 	default:
-		rc = tally_toml_get_bool(t, f->key, &bv);
-		snprintf(text, sizeof(text), "%s", bv ? "true" : "false");
+		if ((rc = tally_toml_get_bool(t, f->key, &bv)) == 0)
+			snprintf(text, sizeof(text), "%s", bv ? "true" : "false");
 		break;
 	}
 	return rc ? rc : set_value(f, cfg, text, where);
@@ -148,6 +148,8 @@ static int apply_one(const tally_cfg_field *schema, size_t n, void *cfg, int arg
 	if (!f)
 		return tally_err(TALLY_ECONFIG, "unknown flag --%.*s (see --help)", (int)len, arg);
 	snprintf(where, sizeof(where), "--%s", f->flag);
+	if (negated && eq)
+		return tally_err(TALLY_ECONFIG, "--no-%s takes no value", f->flag);
 	if (f->type == TALLY_CFG_BOOL && !eq)
 		return set_value(f, cfg, negated ? "false" : "true", where);
 	if (eq) {
@@ -171,8 +173,8 @@ int tally_cfg_apply_flags(const tally_cfg_field *schema, size_t n, void *cfg, in
 		if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0')
 			break;
 		if (strncmp(argv[i], "--config", 8) == 0 && (argv[i][8] == '\0' || argv[i][8] == '=')) {
-			if (argv[i][8] == '\0')
-				i++;
+			if (argv[i][8] == '\0' && ++i >= argc)
+				return tally_err(TALLY_ECONFIG, "--config needs a file");
 			continue;
 		}
 		rc = apply_one(schema, n, cfg, argc, argv, &i);

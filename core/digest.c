@@ -9,7 +9,7 @@
 
 size_t tally_chunk_count(size_t n, uint32_t chunk_floats)
 {
-	return (n + chunk_floats - 1) / chunk_floats;
+	return n / chunk_floats + (n % chunk_floats != 0);
 }
 
 void tally_digest_chunk(const float *p, size_t n, tally_digest out)

@@ -22,7 +22,7 @@
 #define ROSTER_MAX_BYTES (16u << 20)
 
 typedef struct field {
-	char key[32];
+	char key[64];
 	char value[TALLY_Z85_KEY_LEN + 24];
 } field;
 
@@ -83,40 +83,63 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 	return (ssize_t)got;
 }
 
+static int count_lines(const char *s)
+{
+	int n = 1;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
 /*
  * Reads a file of `key = "value"` lines into fields (sodium_malloc'd, wiped by the caller with
  * sodium_free). Returns the number of fields or a negative code.
  */
 static int read_fields(const char *path, field **out, int max_fields, size_t max_bytes)
 {
-	char *buf = sodium_malloc(max_bytes + 1), *save = NULL;
-	field *fields = sodium_malloc(sizeof(field) * (size_t)max_fields);
-	int fd = -1, n = 0, lineno = 0, rc;
+	char *buf = NULL, *next;
+	field *fields = NULL;
+	int fd, n = 0, lineno = 0, rc;
+	struct stat st;
 	ssize_t len;
 
-	if (!buf || !fields) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return tally_err(errno == ENOENT ? TALLY_ENOENT : TALLY_EACCES, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max_bytes) {
+		rc = tally_err(TALLY_ETOOBIG, "%s: not a regular file of at most %zu bytes", path, max_bytes);
+		goto fail;
+	}
+	/* Sized by the file, in guarded memory that sodium_free wipes: key files hold secrets. */
+	buf = sodium_malloc((size_t)st.st_size + 2);
+	if (!buf) {
 		rc = TALLY_ENOMEM;
 		goto fail;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = tally_err(errno == ENOENT ? TALLY_ENOENT : TALLY_EACCES, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	len = read_all(fd, buf, max_bytes + 1);
-	if (len < 0 || (size_t)len > max_bytes) {
-		rc = tally_err(len < 0 ? TALLY_EIO : TALLY_ETOOBIG, "%s: %s", path,
-			       len < 0 ? strerror(errno) : "larger than a key file can be");
+	len = read_all(fd, buf, (size_t)st.st_size + 1);
+	if (len < 0 || len > st.st_size) {
+		rc = tally_err(TALLY_EIO, "%s: %s", path, len < 0 ? strerror(errno) : "changed while read");
 		goto fail;
 	}
 	buf[len] = '\0';
+	if (count_lines(buf) < max_fields)
+		max_fields = count_lines(buf);
+	fields = sodium_malloc(sizeof(field) * (size_t)max_fields);
+	if (!fields) {
+		rc = TALLY_ENOMEM;
+		goto fail;
+	}
 	if (memchr(buf, '\0', (size_t)len)) {
 		rc = tally_err(TALLY_EFORMAT, "%s: binary data in a key file", path);
 		goto fail;
 	}
-	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	for (char *line = buf; line; line = next) {
 		char *p = line;
 
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
 		lineno++;
 		while (*p == ' ' || *p == '\t')
 			p++;
@@ -161,13 +184,25 @@ static int check_z85(const char *z85, const char *path, const char *what, uint8_
 
 /* ---- generation ---- */
 
-static int write_text(const char *path, const char *text, mode_t mode, bool force)
+static int write_text(const char *path, const char *text, mode_t mode)
 {
 	struct iovec iov = {(void *)text, strlen(text)};
 
-	if (!force && access(path, F_OK) == 0)
-		return tally_err(TALLY_EINVAL, "%s already exists; remove it first or pass --force", path);
 	return tally_file_write_atomic(path, &iov, 1, mode);
+}
+
+/* Refuses before writing anything, so a refusal never leaves a mismatched pair behind. */
+static int check_absent(const char *prefix)
+{
+	static const char *const ext[] = {".key", ".pub"};
+	char path[4200];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s%s", prefix, ext[i]);
+		if (access(path, F_OK) == 0)
+			return tally_err(TALLY_EINVAL, "%s already exists; remove it first or pass --force", path);
+	}
+	return 0;
 }
 
 int tally_keygen(const char *prefix, bool force)
@@ -180,6 +215,8 @@ int tally_keygen(const char *prefix, bool force)
 		return tally_err(TALLY_EINVAL, "key name '%s' must be 1-63 characters of [A-Za-z0-9._-]", name);
 	if (strlen(prefix) > sizeof(path) - 8)
 		return tally_err(TALLY_EINVAL, "key path too long");
+	if (!force && (rc = check_absent(prefix)))
+		return rc;
 	secret = sodium_malloc(TALLY_Z85_KEY_LEN + 1);
 	text = sodium_malloc(1024);
 	if (!secret || !text) {
@@ -193,13 +230,13 @@ int tally_keygen(const char *prefix, bool force)
 	snprintf(text, 1024, "# tally CURVE key pair. SECRET: keep this file private (mode 0600).\n"
 		 "name = \"%s\"\npublic-key = \"%s\"\nsecret-key = \"%s\"\n", name, pub, secret);
 	snprintf(path, sizeof(path), "%s.key", prefix);
-	rc = write_text(path, text, 0600, force);
+	rc = write_text(path, text, 0600);
 	if (rc)
 		goto out;
 	snprintf(text, 1024, "# tally CURVE public key. Give it to the coordinator's operator to enroll.\n"
 		 "name = \"%s\"\npublic-key = \"%s\"\n", name, pub);
 	snprintf(path, sizeof(path), "%s.pub", prefix);
-	rc = write_text(path, text, 0644, force);
+	rc = write_text(path, text, 0644);
 out:
 	sodium_free(secret);
 	sodium_free(text);
@@ -207,6 +244,18 @@ out:
 }
 
 /* ---- loading ---- */
+
+/* The public key must be the one the secret key derives. */
+static int check_pair(const char *pub, const char *sec, const char *path)
+{
+	char derived[TALLY_Z85_KEY_LEN + 1];
+	int rc = 0;
+
+	if (zmq_curve_public(derived, sec) != 0 || sodium_memcmp(derived, pub, TALLY_Z85_KEY_LEN) != 0)
+		rc = tally_err(TALLY_EFORMAT, "%s: public-key does not belong to secret-key", path);
+	sodium_memzero(derived, sizeof(derived));
+	return rc;
+}
 
 int tally_keypair_load(tally_keypair **out, const char *path)
 {
@@ -231,7 +280,8 @@ int tally_keypair_load(tally_keypair **out, const char *path)
 		rc = tally_err(TALLY_EFORMAT, "%s: a key file needs name, public-key and secret-key", path);
 		goto out;
 	}
-	if ((rc = check_z85(pub, path, "public-key", NULL)) || (rc = check_z85(sec, path, "secret-key", NULL)))
+	if ((rc = check_z85(pub, path, "public-key", NULL)) || (rc = check_z85(sec, path, "secret-key", NULL)) ||
+	    (rc = check_pair(pub, sec, path)))
 		goto out;
 	kp = calloc(1, sizeof(*kp));
 	if (!kp || !(kp->secret_z85 = sodium_malloc(TALLY_Z85_KEY_LEN + 1))) {

@@ -396,6 +396,7 @@ static double nice_step(double raw)
 /* Fits an axis of about ticks steps around [lo, hi], at least min_span wide. */
 static void axis_fit(axis *a, double lo, double hi, int ticks, double min_span)
 {
+	min_span = fmax(min_span, fmax(fabs(lo), fabs(hi)) * 1e-6); /* stay within precision */
 	if (hi - lo < min_span) {
 		double mid = lo / 2 + hi / 2;
 
@@ -425,10 +426,11 @@ static double figure(const plot *p, size_t i, int which, double prev)
 {
 	const tally_metrics_row *r = &p->rows[i];
 	double v = p->test ? (which ? r->loss : r->accuracy) : (which ? r->train_loss : r->train_accuracy);
+	double top = which ? 1e300 : 1, bottom = which ? -1e300 : 0; /* accuracy is a fraction */
 
 	if (!isfinite(v))
 		return r->applied ? NAN : prev;
-	return v > 1e300 ? 1e300 : v < -1e300 ? -1e300 : v;
+	return v > top ? top : v < bottom ? bottom : v;
 }
 
 /* Fills panel values and fits its y axis. */
@@ -477,8 +479,12 @@ static int plot_init(plot *p, const tally_metrics_row *rows, size_t n)
 		lo = fmin(lo, (double)rows[i].round);
 		hi = fmax(hi, (double)rows[i].round);
 	}
-	if (hi == lo)
-		lo -= 1, hi += 1;
+	if (!(hi - lo >= 1)) { /* one round; past 2^53, r - 1 and r + 1 round to r */
+		double pad = fmax(1, fabs(lo) * 1e-9);
+
+		lo -= pad;
+		hi += pad;
+	}
 	p->x = (axis){ lo, hi, fmax(1, nice_step((hi - lo) / 8)) };
 	*acc = (panel){ .top = 76, .bottom = 266, .pct = true, .cls = "acc", .colour = BLUE,
 			.legend = p->test ? "test accuracy" : "train accuracy (no test set)",

@@ -72,6 +72,8 @@ static int encode_update_ready(const tally_msg *m, Tally__UpdateReady *ur, Tally
 	return 0;
 }
 
+static int self_check(uint8_t **buf, size_t len);
+
 int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 {
 	Tally__Envelope env = TALLY__ENVELOPE__INIT;
@@ -162,7 +164,7 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	else
 		tally__envelope__pack(&env, *buf);
 	free(list);
-	return rc;
+	return rc ? rc : self_check(buf, *len);
 }
 
 /* ---- decoding ---- */
@@ -355,6 +357,10 @@ int tally_msg_decode(tally_msg *out, const uint8_t *buf, size_t len)
 	e = tally__envelope__unpack(NULL, len, buf);
 	if (!e)
 		return tally_err(TALLY_EFORMAT, "envelope of %zu bytes does not parse as protobuf", len);
+	if (e->body_case == TALLY__ENVELOPE__BODY__NOT_SET) {
+		rc = tally_err(TALLY_EFORMAT, "envelope of %zu bytes has no body", len);
+		goto out;
+	}
 	if (e->version != TALLY_PROTOCOL_VERSION) {
 		rc = tally_err(TALLY_EVERSION, "protocol version %u is not the supported version %d",
 			       e->version, TALLY_PROTOCOL_VERSION);
@@ -376,4 +382,18 @@ void tally_msg_clear(tally_msg *m)
 	if (m->type == TALLY_MSG_UPDATE_READY)
 		free(m->u.update_ready.chunk_digests);
 	memset(m, 0, sizeof(*m));
+}
+
+/* What we send must be what a peer accepts: decode our own encoding before it leaves. */
+static int self_check(uint8_t **buf, size_t len)
+{
+	tally_msg probe;
+	int rc = tally_msg_decode(&probe, *buf, len);
+
+	tally_msg_clear(&probe);
+	if (rc == 0)
+		return 0;
+	free(*buf);
+	*buf = NULL;
+	return tally_err(TALLY_EINVAL, "refusing to send a message a peer would refuse: %s", tally_errmsg());
 }

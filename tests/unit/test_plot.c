@@ -478,6 +478,26 @@ static void test_plot_many_rounds(void **state)
 	free(rows);
 }
 
+/* Figures no parser would return still draw: rounds past 2^53, out-of-range and huge values. */
+static void test_plot_extremes(void **state)
+{
+	tally_metrics_row rows[3] = {
+		{ .round = (1ull << 62) + 1, .applied = true, .has_test = true, .accuracy = 1e300,
+		  .loss = 1e308, .train_accuracy = NAN, .train_loss = NAN },
+		{ .round = (1ull << 62) + 2, .applied = true, .has_test = true, .accuracy = -3,
+		  .loss = -1e308, .train_accuracy = NAN, .train_loss = NAN },
+		{ .round = UINT64_MAX, .applied = false, .has_test = true, .accuracy = NAN,
+		  .loss = 5e-324, .train_accuracy = NAN, .train_loss = NAN },
+	};
+	char *svg = plot_ok(rows, 1, "huge round", "huge1.svg");
+
+	assert_non_null(strstr(svg, ">100.0%</text>"));
+	free(svg);
+	svg = plot_ok(rows, 3, "extremes", "huge3.svg");
+	assert_int_equal(count(svg, "class=\"pt acc"), 3);
+	free(svg);
+}
+
 /* Bytes that are not XML text must not break the document. */
 static void test_plot_hostile_title(void **state)
 {
@@ -507,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_plot_train_only),
 		cmocka_unit_test(test_plot_no_figures),
 		cmocka_unit_test(test_plot_many_rounds),
+		cmocka_unit_test(test_plot_extremes),
 		cmocka_unit_test(test_plot_hostile_title),
 	};
 
