@@ -91,6 +91,26 @@ median() { # numbers on stdin
 		print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# phases CELL_DIR ROUNDS: median over rounds 2..R of the broadcast (round start -> last worker holds
+# the model) and the pull (last update offered -> round closed), from the log timestamps.
+phases() {
+	awk -v R="$2" '
+	function ts(s,   t) { t = substr(s, 12, 12); split(t, h, ":"); return h[1] * 3600 + h[2] * 60 + h[3] }
+	function med(a, n,   i, j, x) {
+		for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+		return n == 0 ? "nan" : (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2) }
+	/tally-coordinator info: round [0-9]+: [0-9]+ participant/ { r = $5 + 0; start[r] = ts($1) }
+	/tally-coordinator info: round [0-9]+: [0-9]+ update/ { r = $5 + 0; end[r] = ts($1) }
+	/tally-worker info: round [0-9]+: training on/ { r = $5 + 0; t = ts($1); if (t > got[r]) got[r] = t }
+	/tally-worker info: round [0-9]+: trained in/ { r = $5 + 0; t = ts($1); if (t > ready[r]) ready[r] = t }
+	END {
+		for (r = 2; r <= R; r++) {
+			if (!(r in start) || !(r in end) || !(r in got) || !(r in ready)) continue
+			nb++; b[nb] = got[r] - start[r]; np++; p[np] = end[r] - ready[r]
+		}
+		printf "%s %s\n", med(b, nb), med(p, np) }' "$1"/coord.log "$1"/w*.log
+}
+
 tail_logs() { # CELL_DIR: the end of every log, for a report
 	local f
 	for f in "$1"/coord.log "$1"/w1.log "$1"/w2.log; do
@@ -130,7 +150,7 @@ run_cell() {
 	done
 	coord_pid=$(pgrep -P "$tpid" | head -n1); coord_pid=${coord_pid:-$tpid}
 	if [ ! -s "$cell/endpoint" ]; then
-		printf '%4s %-20s %s\n' "$n" "$arch" "coordinator did not start"
+		printf '%4s %-18s %s\n' "$n" "$arch" "coordinator did not start"
 		{ echo "N=$n $arch: coordinator did not start"; tail_logs "$cell"; } >>"$WORK/notes"
 		kill "$coord_pid" 2>/dev/null; wait "$tpid" 2>/dev/null
 		return
@@ -184,16 +204,20 @@ run_cell() {
 	if [ "$status" != ok ]; then
 		{ echo "N=$n $arch: $status"; tail_logs "$cell"; } >>"$WORK/notes"
 	fi
-	local med model_mib
+	local med ph
 	med=$(printf '%s\n' "${secs[@]}" | grep . | median)
+	ph=$(phases "$cell" "$ROUNDS")
 	awk -v n="$n" -v arch="$arch" -v p="$params" -v t="$med" -v rss="$rss_kib" -v wire="$WIRE_GBS" \
-	    -v st="$status" -v wall=$((SECONDS - t0)) 'BEGIN {
+	    -v ph="$ph" -v st="$status" -v wall=$((SECONDS - t0)) 'BEGIN {
 		mb = p * 4; mib = mb / 1048576; rssm = rss / 1024
 		bound = n * mb / (wire * 1e9)
+		split(ph, f, " ")
 		xw = (t == "nan") ? "-" : sprintf("%.2f", t / bound)
 		tt = (t == "nan") ? "-" : sprintf("%.3f", t)
-		printf "%4d %-20s %10d %8.1f %9s %8s %9.1f %10.2f %5d  %s\n", n, arch, p, mib, tt, xw, rssm,
-		       rssm / (3 * mib + 100), wall, st }'
+		bc = (f[1] == "nan") ? "-" : sprintf("%.3f", f[1])
+		pl = (f[2] == "nan") ? "-" : sprintf("%.3f", f[2])
+		printf "%4d %-18s %9d %6.1f %8s %8s %8s %7s %8.1f %8.2f %5d  %s\n", n, arch, p, mib, tt, bc, pl, xw,
+		       rssm, rssm / (3 * mib + 100), wall, st }'
 	CLAIM_ROW="$n $params $rss_kib $status"
 }
 
@@ -209,11 +233,13 @@ make_keys || exit 1
 echo "round.sh: coordinator round time and peak RSS over CURVE on loopback"
 echo "  workers: tally-worker --no-train --format none (synthetic update, no training), OPENBLAS_NUM_THREADS=1"
 echo "  $ROUNDS rounds per cell; round s = median 'seconds' of rounds 2..$ROUNDS in metrics.jsonl"
+echo "  bcast s = round start -> last worker holds the model; pull s = last update offered -> round closed"
+echo "  (both from log timestamps, medians over the same rounds; the rest is the workers' synthetic update)"
 echo "  x wire = round s / (N x model bytes / $WIRE_GBS GB/s); RSS = coordinator peak ($( [ -x /usr/bin/time ] && echo '/usr/bin/time %M' || echo 'VmHWM sampled'))"
 echo "  RSS/lim = RSS / (3 x model bytes + 100 MiB); keys from $KEYGEN; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '%4s %-20s %10s %8s %9s %8s %9s %10s %5s  %s\n' N arch params "model MiB" "round s" "x wire" \
-	"RSS MiB" "RSS/lim" "wall" status
+printf '%4s %-18s %9s %6s %8s %8s %8s %7s %8s %8s %5s  %s\n' N arch params "MiB" "round s" "bcast s" \
+	"pull s" "x wire" "RSS MiB" "RSS/lim" "wall" status
 claim=""
 for size in "${SIZES[@]}"; do
 	set -- $size

@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,28 +36,34 @@ static bool is_blank(const char *s, size_t len)
 	return true;
 }
 
-/* A number-or-null key; absent and null give NaN. */
-static int get_figure(json_t *o, const char *key, size_t line, double *out)
+/* The optional number-or-null keys; absent and null give NaN. */
+static const struct figure_key {
+	const char *key;
+	size_t offset;
+	bool fraction;
+} figure_keys[] = {
+	{ "accuracy", offsetof(tally_metrics_row, accuracy), true },
+	{ "loss", offsetof(tally_metrics_row, loss), false },
+	{ "train_accuracy", offsetof(tally_metrics_row, train_accuracy), true },
+	{ "train_loss", offsetof(tally_metrics_row, train_loss), false },
+	{ "seconds", offsetof(tally_metrics_row, seconds), false },
+};
+
+static int get_figure(json_t *o, const struct figure_key *k, size_t line, tally_metrics_row *r)
 {
-	json_t *v = json_object_get(o, key);
+	json_t *v = json_object_get(o, k->key);
+	double *out = (double *)((char *)r + k->offset);
 
 	*out = NAN;
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_number(v))
-		return tally_err(TALLY_EFORMAT, "line %zu: \"%s\" must be a number or null", line, key);
+		return tally_err(TALLY_EFORMAT, "line %zu: \"%s\" must be a number or null", line, k->key);
 	*out = json_number_value(v);
-	return 0;
-}
-
-static int get_fraction(json_t *o, const char *key, size_t line, double *out)
-{
-	int rc = get_figure(o, key, line, out);
-
-	if (rc == 0 && !isnan(*out) && !(*out >= 0 && *out <= 1))
+	if (k->fraction && !(*out >= 0 && *out <= 1))
 		return tally_err(TALLY_EFORMAT, "line %zu: \"%s\" is %g, not a fraction in [0, 1]", line,
-				 key, *out);
-	return rc;
+				 k->key, *out);
+	return 0;
 }
 
 /* A whole number in [0, max]; absent and null give 0 unless required. */
@@ -101,16 +108,8 @@ static int row_from_object(json_t *o, size_t line, tally_metrics_row *r)
 		rc = get_count(o, "updates", line, UINT32_MAX, false, &updates);
 	if (!rc)
 		rc = get_applied(o, line, &r->applied);
-	if (!rc)
-		rc = get_fraction(o, "accuracy", line, &r->accuracy);
-	if (!rc)
-		rc = get_figure(o, "loss", line, &r->loss);
-	if (!rc)
-		rc = get_fraction(o, "train_accuracy", line, &r->train_accuracy);
-	if (!rc)
-		rc = get_figure(o, "train_loss", line, &r->train_loss);
-	if (!rc)
-		rc = get_figure(o, "seconds", line, &r->seconds);
+	for (size_t i = 0; !rc && i < sizeof(figure_keys) / sizeof(figure_keys[0]); i++)
+		rc = get_figure(o, &figure_keys[i], line, r);
 	r->round = (uint64_t)round;
 	r->participants = (uint32_t)parts;
 	r->updates = (uint32_t)updates;
@@ -422,7 +421,7 @@ static double px_y(const panel *pn, double v)
 }
 
 /* The figure drawn for row i: test or train; a round not applied without one keeps the last. */
-static double figure(const plot *p, size_t i, int which, double prev)
+static double drawn_value(const plot *p, size_t i, int which, double prev)
 {
 	const tally_metrics_row *r = &p->rows[i];
 	double v = p->test ? (which ? r->loss : r->accuracy) : (which ? r->train_loss : r->train_accuracy);
@@ -443,7 +442,7 @@ static int panel_init(plot *p, int which)
 	if (!pn->v)
 		return TALLY_ENOMEM;
 	for (size_t i = 0; i < p->n; i++) {
-		prev = pn->v[i] = figure(p, i, which, prev);
+		prev = pn->v[i] = drawn_value(p, i, which, prev);
 		lo = isnan(prev) ? lo : fmin(lo, prev);
 		hi = isnan(prev) ? hi : fmax(hi, prev);
 	}
@@ -688,7 +687,7 @@ int tally_plot_svg(const tally_metrics_row *rows, size_t n, const char *title, c
 
 	assert(title && svg_path && (rows || n == 0));
 	if (n == 0)
-		return tally_err(TALLY_EINVAL, "%s: no rounds to plot", svg_path);
+		return tally_err(TALLY_EINVAL, "no rounds to plot into %s", svg_path);
 	rc = plot_init(&p, rows, n);
 	if (rc)
 		goto out;

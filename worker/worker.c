@@ -29,6 +29,8 @@ static int send_msg(worker *w, tally_msg *m, const void *data, size_t len)
 {
 	int rc;
 
+	if (!w->sock)
+		return TALLY_EAGAIN;
 	snprintf(m->run_id, sizeof(m->run_id), "%s", w->run_id);
 	rc = tally_send(w->sock, NULL, 0, m, data, len, NULL, NULL);
 	if (rc == 0)
@@ -124,19 +126,20 @@ static void drop_round(worker *w)
 		w->phase = WS_IDLE;
 }
 
+/* Closes the connection and schedules the next attempt: half the backoff plus up to half again
+ * of jitter, so that workers cut off together do not come back together. The loop keeps running
+ * meanwhile (signals, the training thread). */
 static void reconnect(worker *w, const char *why)
 {
-	int64_t jitter;
+	int64_t delay = w->backoff_ms / 2 + (int64_t)randombytes_uniform((uint32_t)(w->backoff_ms / 2 + 1));
 
-	tally_warn("%s; reconnecting in %lld ms", why, (long long)w->backoff_ms);
+	tally_warn("%s; reconnecting in %lld ms", why, (long long)delay);
 	close_socket(w);
 	drop_round(w);
 	worker_job_free(&w->upload);
-	jitter = (int64_t)randombytes_uniform((uint32_t)(w->backoff_ms / 2 + 1));
-	usleep((useconds_t)((w->backoff_ms / 2 + jitter) * 1000));
+	w->phase = WS_CONNECTING; /* a training job still running is discarded when it ends */
+	w->reconnect_at_ms = worker_now_ms() + delay;
 	w->backoff_ms = w->backoff_ms * 2 > w->cfg.reconnect_max_ms ? w->cfg.reconnect_max_ms : w->backoff_ms * 2;
-	if (open_socket(w))
-		tally_error("%s", tally_errmsg());
 }
 
 int worker_init(worker *w)
@@ -404,6 +407,13 @@ static void check_timers(worker *w)
 {
 	int64_t now = worker_now_ms();
 
+	if (!w->sock) {
+		if (now >= w->reconnect_at_ms && open_socket(w)) {
+			tally_error("%s", tally_errmsg());
+			reconnect(w, "cannot open a connection");
+		}
+		return;
+	}
 	if (w->phase == WS_CONNECTING) {
 		if (now - w->connect_started_ms > w->cfg.hello_timeout_ms)
 			reconnect(w, "no welcome from the coordinator");
@@ -425,26 +435,27 @@ int worker_run(worker *w)
 {
 	w->last_heard_ms = worker_now_ms();
 	while (!w->stopping && !w->finished) {
+		/* Without a connection (waiting to reconnect) only the pipe and signals are polled. */
 		zmq_pollitem_t items[4] = {
-			{w->sock, 0, ZMQ_POLLIN, 0},
 			{w->pipe_main, 0, ZMQ_POLLIN, 0},
 			{NULL, w->signal_fd, ZMQ_POLLIN, 0},
+			{w->sock, 0, ZMQ_POLLIN, 0},
 			{w->monitor, 0, ZMQ_POLLIN, 0},
 		};
 
-		if (zmq_poll(items, w->monitor ? 4 : 3, 100) < 0 && zmq_errno() != EINTR)
+		if (zmq_poll(items, w->sock ? 4 : 2, 100) < 0 && zmq_errno() != EINTR)
 			return tally_err(TALLY_EIO, "poll: %s", zmq_strerror(zmq_errno()));
-		if (items[2].revents & ZMQ_POLLIN) {
+		if (items[1].revents & ZMQ_POLLIN) {
 			tally_info("signal received: leaving");
 			w->stopping = true;
 		}
-		if (items[1].revents & ZMQ_POLLIN) {
+		if (items[0].revents & ZMQ_POLLIN) {
 			zmq_recv(w->pipe_main, NULL, 0, ZMQ_DONTWAIT);
 			on_train_done(w);
 		}
-		if (w->monitor && (items[3].revents & ZMQ_POLLIN))
+		if (w->sock && (items[3].revents & ZMQ_POLLIN))
 			on_monitor_event(w);
-		if (items[0].revents & ZMQ_POLLIN)
+		if (w->sock && (items[2].revents & ZMQ_POLLIN))
 			drain_socket(w);
 		if (!w->finished && !w->stopping)
 			check_timers(w);

@@ -71,7 +71,7 @@ typedef struct worker {
 	worker_phase phase;
 	char run_id[TALLY_NAME_MAX];
 	uint32_t heartbeat_ms, patience_ms;
-	int64_t last_heard_ms, last_sent_ms, connect_started_ms, backoff_ms;
+	int64_t last_heard_ms, last_sent_ms, connect_started_ms, backoff_ms, reconnect_at_ms;
 	uint64_t hb_seq;
 
 	/* the round in progress */

@@ -7,6 +7,8 @@
  *
  * A roster is either a folder of NAME.pub files or one file of `NAME = "Z85 public key"` lines;
  * the coordinator admits exactly the keys it holds.
+ *
+ * Every function here needs sodium_init() to have been called first.
  */
 #ifndef TALLY_KEYS_H
 #define TALLY_KEYS_H
