@@ -438,6 +438,12 @@ void coord_round_on_lost(coord *c, int worker)
 
 /* ---- closing a round ---- */
 
+/* A JSON number, or null when there is none (or it is not finite: JSON has no NaN). */
+static json_t *number_or_null(bool have, double x)
+{
+	return have && isfinite(x) ? json_real(x) : json_null();
+}
+
 static void write_metrics(coord *c, bool applied, double acc, double loss, double secs)
 {
 	double w = 0, tl = 0, ta = 0;
@@ -457,12 +463,12 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 	}
 	o = json_pack("{s:I, s:s, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
 		      "round", (json_int_t)c->round, "run_id", c->cfg.run_id, "applied", applied,
-		      "accuracy", c->eval && applied ? json_real(acc) : json_null(),
-		      "loss", c->eval && applied ? json_real(loss) : json_null(),
+		      "accuracy", number_or_null(c->eval && applied, acc),
+		      "loss", number_or_null(c->eval && applied, loss),
 		      "participants", (json_int_t)c->n_parts, "updates", (json_int_t)done,
 		      "examples", (json_int_t)w,
-		      "train_loss", w > 0 ? json_real(tl / w) : json_null(),
-		      "train_accuracy", w > 0 ? json_real(ta / w) : json_null(),
+		      "train_loss", number_or_null(w > 0, tl / w),
+		      "train_accuracy", number_or_null(w > 0, ta / w),
 		      "seconds", secs, "bytes_in", (json_int_t)c->bytes_in, "bytes_out", (json_int_t)c->bytes_out,
 		      "late_discarded", (json_int_t)c->late_discarded);
 	line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
