@@ -23,7 +23,7 @@
 
 typedef struct field {
 	char key[64];
-	char value[TALLY_Z85_KEY_LEN + 24];
+	char value[2 * TALLY_Z85_KEY_LEN + 24];
 } field;
 
 static bool is_ident(const char *s)
@@ -191,6 +191,21 @@ static int write_text(const char *path, const char *text, mode_t mode)
 	return tally_file_write_atomic(path, &iov, 1, mode);
 }
 
+/* A fresh Ed25519 identity: its public key and its 32-byte seed, both as Z85. */
+static int sign_keypair_z85(char pub_z85[TALLY_Z85_KEY_LEN + 1], char seed_z85[TALLY_Z85_KEY_LEN + 1])
+{
+	uint8_t seed[32], pk[32], sk[64];
+	int rc = 0;
+
+	randombytes_buf(seed, sizeof(seed));
+	if (crypto_sign_seed_keypair(pk, sk, seed) != 0 || !zmq_z85_encode(pub_z85, pk, 32) ||
+	    !zmq_z85_encode(seed_z85, seed, 32))
+		rc = tally_err(TALLY_ECRYPTO, "cannot make an Ed25519 identity key");
+	sodium_memzero(seed, sizeof(seed));
+	sodium_memzero(sk, sizeof(sk));
+	return rc;
+}
+
 /* Refuses before writing anything, so a refusal never leaves a mismatched pair behind. */
 static int check_absent(const char *prefix)
 {
@@ -208,6 +223,7 @@ static int check_absent(const char *prefix)
 int tally_keygen(const char *prefix, bool force)
 {
 	char pub[TALLY_Z85_KEY_LEN + 1], path[4096], *text = NULL, *secret = NULL;
+	char sign_pub[TALLY_Z85_KEY_LEN + 1], *sign_seed = NULL;
 	const char *name = strrchr(prefix, '/') ? strrchr(prefix, '/') + 1 : prefix;
 	int rc;
 
@@ -218,8 +234,9 @@ int tally_keygen(const char *prefix, bool force)
 	if (!force && (rc = check_absent(prefix)))
 		return rc;
 	secret = sodium_malloc(TALLY_Z85_KEY_LEN + 1);
+	sign_seed = sodium_malloc(TALLY_Z85_KEY_LEN + 1);
 	text = sodium_malloc(1024);
-	if (!secret || !text) {
+	if (!secret || !sign_seed || !text) {
 		rc = TALLY_ENOMEM;
 		goto out;
 	}
@@ -227,18 +244,22 @@ int tally_keygen(const char *prefix, bool force)
 		rc = tally_err(TALLY_ECRYPTO, "libzmq was built without CURVE support");
 		goto out;
 	}
-	snprintf(text, 1024, "# tally CURVE key pair. SECRET: keep this file private (mode 0600).\n"
-		 "name = \"%s\"\npublic-key = \"%s\"\nsecret-key = \"%s\"\n", name, pub, secret);
+	if ((rc = sign_keypair_z85(sign_pub, sign_seed)))
+		goto out;
+	snprintf(text, 1024, "# tally key pair. SECRET: keep this file private (mode 0600).\n"
+		 "name = \"%s\"\npublic-key = \"%s\"\nsecret-key = \"%s\"\n"
+		 "sign-public-key = \"%s\"\nsign-secret-key = \"%s\"\n", name, pub, secret, sign_pub, sign_seed);
 	snprintf(path, sizeof(path), "%s.key", prefix);
 	rc = write_text(path, text, 0600);
 	if (rc)
 		goto out;
-	snprintf(text, 1024, "# tally CURVE public key. Give it to the coordinator's operator to enroll.\n"
-		 "name = \"%s\"\npublic-key = \"%s\"\n", name, pub);
+	snprintf(text, 1024, "# tally public keys. Give this file to the coordinator's operator to enroll.\n"
+		 "name = \"%s\"\npublic-key = \"%s\"\nsign-public-key = \"%s\"\n", name, pub, sign_pub);
 	snprintf(path, sizeof(path), "%s.pub", prefix);
 	rc = write_text(path, text, 0644);
 out:
 	sodium_free(secret);
+	sodium_free(sign_seed);
 	sodium_free(text);
 	return rc;
 }
@@ -254,6 +275,43 @@ static int check_pair(const char *pub, const char *sec, const char *path)
 	if (zmq_curve_public(derived, sec) != 0 || sodium_memcmp(derived, pub, TALLY_Z85_KEY_LEN) != 0)
 		rc = tally_err(TALLY_EFORMAT, "%s: public-key does not belong to secret-key", path);
 	sodium_memzero(derived, sizeof(derived));
+	return rc;
+}
+
+/* Ed25519 identity from its Z85 seed; the public key on file must be the one it derives. */
+static int load_sign(tally_keypair *kp, const char *pub, const char *seed_z85, const char *path)
+{
+	uint8_t seed[32], pk[32];
+	int rc = 0;
+
+	if (!pub && !seed_z85)
+		return 0;
+	if (!pub || !seed_z85 || check_z85(pub, path, "sign-public-key", pk))
+		return tally_err(TALLY_EFORMAT, "%s: sign-public-key and sign-secret-key go together", path);
+	if (!(kp->sign_secret = sodium_malloc(64)))
+		return TALLY_ENOMEM;
+	if (check_z85(seed_z85, path, "sign-secret-key", seed) ||
+	    crypto_sign_seed_keypair(kp->sign_public, kp->sign_secret, seed) != 0 ||
+	    sodium_memcmp(kp->sign_public, pk, 32) != 0)
+		rc = tally_err(TALLY_EFORMAT, "%s: sign-public-key does not belong to sign-secret-key", path);
+	sodium_memzero(seed, sizeof(seed));
+	kp->has_sign = rc == 0;
+	return rc;
+}
+
+int tally_pubkey_load_sign(const char *path, uint8_t sign_public[32])
+{
+	field *f = NULL;
+	const char *pub;
+	int n, rc;
+
+	n = read_fields(path, &f, 8, KEYFILE_MAX);
+	if (n < 0)
+		return n;
+	pub = field_get(f, n, "sign-public-key");
+	rc = pub ? check_z85(pub, path, "sign-public-key", sign_public)
+		 : tally_err(TALLY_EFORMAT, "%s has no sign-public-key (made by an older tally keygen?)", path);
+	sodium_free(f);
 	return rc;
 }
 
@@ -292,8 +350,12 @@ int tally_keypair_load(tally_keypair **out, const char *path)
 	snprintf(kp->name, sizeof(kp->name), "%s", name);
 	memcpy(kp->public_z85, pub, TALLY_Z85_KEY_LEN + 1);
 	memcpy(kp->secret_z85, sec, TALLY_Z85_KEY_LEN + 1);
+	rc = load_sign(kp, field_get(f, n, "sign-public-key"), field_get(f, n, "sign-secret-key"), path);
+	if (rc) {
+		tally_keypair_destroy(&kp);
+		goto out;
+	}
 	*out = kp;
-	rc = 0;
 out:
 	sodium_free(f);
 	return rc;
@@ -304,6 +366,7 @@ void tally_keypair_destroy(tally_keypair **kpp)
 	if (!kpp || !*kpp)
 		return;
 	sodium_free((*kpp)->secret_z85);
+	sodium_free((*kpp)->sign_secret);
 	free(*kpp);
 	*kpp = NULL;
 }
@@ -345,6 +408,8 @@ void tally_key_fingerprint(const uint8_t pub[32], char out[TALLY_FINGERPRINT_LEN
 typedef struct roster_entry {
 	char name[64];
 	uint8_t key[32];
+	bool has_sign;
+	uint8_t sign[32];
 } roster_entry;
 
 struct tally_roster {
@@ -352,14 +417,19 @@ struct tally_roster {
 	roster_entry *e;
 };
 
-static int roster_add(tally_roster *r, const char *name, const char *z85, const char *path)
+/* Adds one enrolled worker; sign_z85 (its identity key) may be NULL. */
+static int roster_add(tally_roster *r, const char *name, const char *z85, const char *sign_z85, const char *path)
 {
-	roster_entry e;
+	roster_entry e = {0};
 	int rc;
 
 	if (!is_ident(name) || strlen(name) >= sizeof(e.name))
 		return tally_err(TALLY_EFORMAT, "%s: bad worker name '%s'", path, name);
 	rc = check_z85(z85, path, name, e.key);
+	if (rc == 0 && sign_z85) {
+		rc = check_z85(sign_z85, path, name, e.sign);
+		e.has_sign = true;
+	}
 	if (rc)
 		return rc;
 	snprintf(e.name, sizeof(e.name), "%s", name);
@@ -395,9 +465,14 @@ static int roster_load_dir(tally_roster *r, const char *dir)
 		if (len < 5 || strcmp(de->d_name + len - 4, ".pub") != 0 || de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		uint8_t sign[32];
+		char sign_z85[TALLY_Z85_KEY_LEN + 1];
+		bool has_sign;
+
 		rc = tally_pubkey_load(path, z85, name);
+		has_sign = rc == 0 && tally_pubkey_load_sign(path, sign) == 0 && zmq_z85_encode(sign_z85, sign, 32);
 		if (rc == 0)
-			rc = roster_add(r, name, z85, path);
+			rc = roster_add(r, name, z85, has_sign ? sign_z85 : NULL, path);
 	}
 	closedir(d);
 	return rc;
@@ -411,7 +486,13 @@ static int roster_load_file(tally_roster *r, const char *path)
 	if (n < 0)
 		return n;
 	for (int i = 0; i < n && rc == 0; i++)
-		rc = roster_add(r, f[i].key, f[i].value, path);
+	{
+		char *space = strchr(f[i].value, ' ');
+
+		if (space)
+			*space++ = '\0';
+		rc = roster_add(r, f[i].key, f[i].value, space, path);
+	}
 	sodium_free(f);
 	return rc;
 }
@@ -460,4 +541,12 @@ const char *tally_roster_find(const tally_roster *r, const uint8_t pub[32])
 		if (sodium_memcmp(r->e[i].key, pub, 32) == 0)
 			found = r->e[i].name;
 	return found;
+}
+
+const uint8_t *tally_roster_sign_key(const tally_roster *r, const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->e[i].name, name) == 0)
+			return r->e[i].has_sign ? r->e[i].sign : NULL;
+	return NULL;
 }

@@ -24,6 +24,11 @@ typedef struct tally_keypair {
 	char name[64];
 	char public_z85[TALLY_Z85_KEY_LEN + 1];
 	char *secret_z85; /* TALLY_Z85_KEY_LEN + 1 bytes in sodium_malloc'd memory */
+	/* The long-term Ed25519 identity that signs secure-aggregation keys (key files from
+	 * tally keygen have it; has_sign is false for a file without sign-* fields). */
+	bool has_sign;
+	uint8_t sign_public[32];
+	uint8_t *sign_secret; /* 64 bytes (libsodium's seed || public) in sodium_malloc'd memory */
 } tally_keypair;
 
 /*
@@ -48,6 +53,10 @@ int tally_pubkey_load(const char *path, char z85[TALLY_Z85_KEY_LEN + 1], char na
 /* Hex fingerprint (BLAKE2b-256, first 16 bytes) of a 32-byte public key, for logs. */
 void tally_key_fingerprint(const uint8_t pub[32], char out[TALLY_FINGERPRINT_LEN + 1]);
 
+/* Loads the Ed25519 identity key ("sign-public-key") of a .pub or .key file. TALLY_EFORMAT when
+ * the file has none (made before identities existed: run tally keygen again). */
+int tally_pubkey_load_sign(const char *path, uint8_t sign_public[32]);
+
 typedef struct tally_roster tally_roster;
 
 /* Loads a roster from a folder of *.pub files or from one roster file. Duplicate keys or names
@@ -58,5 +67,9 @@ size_t tally_roster_size(const tally_roster *r);
 
 /* The enrolled name of a 32-byte binary public key, or NULL; compares in constant time. */
 const char *tally_roster_find(const tally_roster *r, const uint8_t pub[32]);
+
+/* The Ed25519 identity key of an enrolled name, or NULL (unknown name, or none on file). In a
+ * roster file an identity key follows the CURVE key in the same string, after one space. */
+const uint8_t *tally_roster_sign_key(const tally_roster *r, const char *name);
 
 #endif

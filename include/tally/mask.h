@@ -9,6 +9,9 @@
  * the vector takes keystream bytes [4i, 4i+4) (ring 2^32) or [8i, 8i+8) (ring 2^64). Masking is a
  * wrapping add; any span of elements can be masked separately (chunk by chunk) with the same
  * result as the whole vector at once.
+ *
+ * Call sodium_init() first: besides seeding, it selects libsodium's vectorised ChaCha20 (without
+ * it the generator runs on the portable reference code at a fraction of the rate).
  */
 #ifndef TALLY_MASK_H
 #define TALLY_MASK_H
@@ -36,9 +39,15 @@ int tally_mask_agree(uint8_t key[TALLY_MASK_KEY], const uint8_t my_secret[32], c
 
 /*
  * v[i] += sign * mask[offset + i] for i < n (mod 2^32 or 2^64), sign +1 or -1, where mask is the
- * keystream of key. offset is in elements. Any thread.
+ * keystream of key. offset is in elements. The keystream of one key is TALLY_MASK_MAX_BYTES long
+ * (ChaCha20 IETF's 32-bit block counter), so offset + n must not exceed TALLY_MASK_MAX_BYTES / 4
+ * (u32) or / 8 (u64) elements; a span past it aborts, even under NDEBUG. Callers bound lengths
+ * that come from a peer by the model size, far below it. Any thread; uses 16 KiB of stack.
  */
 void tally_mask_add_u32(uint32_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign);
 void tally_mask_add_u64(uint64_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign);
+
+/* Length of the keystream under one key: 2^32 blocks of 64 bytes (256 GiB). */
+#define TALLY_MASK_MAX_BYTES (UINT64_C(1) << 38)
 
 #endif

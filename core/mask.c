@@ -1,0 +1,158 @@
+/*
+ * Secure-aggregation masks: the key schedule (X25519, then keyed BLAKE2b) and the mask generator
+ * (ChaCha20 IETF keystream added to a vector as little-endian words, wrapping).
+ *
+ * The generator is on the hot path of every masked round (each worker adds one mask per
+ * neighbour plus its self mask; the coordinator regenerates the masks of dropped peers), so it
+ * works in 16 KiB slices: libsodium fills a stack buffer with keystream, then a branch-free loop
+ * that compilers vectorise adds (or subtracts) it to the vector while it is still in L1. Any span
+ * of elements starts at the keystream block holding its first byte, so masking chunk by chunk
+ * gives the same result as masking the whole vector.
+ */
+#include "tally/mask.h"
+#include "tally/error.h"
+
+#include <assert.h>
+#include <endian.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SLICE 16384 /* keystream bytes generated per call into libsodium; a multiple of 64 */
+#define BLOCK 64    /* ChaCha20 block */
+
+_Static_assert(SLICE % BLOCK == 0, "slices hold whole keystream blocks");
+_Static_assert(TALLY_MASK_MAX_BYTES == (UINT64_C(1) << 32) * BLOCK, "32-bit IETF block counter");
+
+static const char kdf_label[13] = "tally-mask-v1"; /* no terminator: 13 bytes on the wire */
+
+void tally_mask_kdf(uint8_t key[TALLY_MASK_KEY], const uint8_t secret[32], tally_mask_purpose purpose,
+		    const uint8_t session[32], uint64_t round, uint64_t length)
+{
+	uint8_t msg[sizeof(kdf_label) + 1 + 32 + 8 + 8];
+	uint8_t *p = msg;
+
+	assert(purpose == TALLY_MASK_PAIR || purpose == TALLY_MASK_SELF || purpose == TALLY_MASK_SHARE_BOX);
+	memcpy(p, kdf_label, sizeof(kdf_label));
+	p += sizeof(kdf_label);
+	*p++ = (uint8_t)purpose;
+	memcpy(p, session, 32);
+	p += 32;
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t)(round >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		*p++ = (uint8_t)(length >> (8 * i));
+	assert(p == msg + sizeof(msg));
+	crypto_generichash(key, TALLY_MASK_KEY, msg, sizeof(msg), secret, 32);
+}
+
+int tally_mask_agree(uint8_t key[TALLY_MASK_KEY], const uint8_t my_secret[32], const uint8_t peer_public[32],
+		     tally_mask_purpose purpose, const uint8_t session[32], uint64_t round, uint64_t length)
+{
+	uint8_t shared[crypto_scalarmult_BYTES];
+	int rc = 0;
+
+	if (crypto_scalarmult(shared, my_secret, peer_public) != 0) {
+		sodium_memzero(key, TALLY_MASK_KEY);
+		rc = tally_err(TALLY_ECRYPTO, "mask: peer public key is a low-order point");
+		goto out;
+	}
+	tally_mask_kdf(key, shared, purpose, session, round, length);
+out:
+	sodium_memzero(shared, sizeof(shared));
+	return rc;
+}
+
+/*
+ * Aborts unless elements [offset, offset + n) of size esize lie within the keystream that the
+ * 32-bit block counter reaches (256 GiB). Past it libsodium would carry the counter into the
+ * nonce, which is no longer the keystream the contract names. Always on, unlike assert().
+ */
+static void check_span(uint64_t offset, size_t n, size_t esize)
+{
+	uint64_t max = TALLY_MASK_MAX_BYTES / esize;
+
+	if (offset > max || (uint64_t)n > max - offset) {
+		fprintf(stderr, "tally_mask_add: elements [%llu, +%zu) exceed the %llu-element keystream\n",
+			(unsigned long long)offset, n, (unsigned long long)max);
+		abort();
+	}
+}
+
+/* Fills buf[0, len) (len a multiple of 64) with keystream starting at block `block`. */
+static void keystream(uint8_t *buf, size_t len, uint64_t block, const uint8_t key[TALLY_MASK_KEY])
+{
+	static const uint8_t zero_nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+
+	memset(buf, 0, len);
+	crypto_stream_chacha20_ietf_xor_ic(buf, buf, len, zero_nonce, (uint32_t)block, key);
+}
+
+/* v[i] += m[i] or -= m[i]: (m ^ neg) - neg is m when neg = 0 and -m when neg = ~0. */
+static void add_u32(uint32_t *restrict v, const uint8_t *restrict ks, size_t n, uint32_t neg)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t m;
+
+		memcpy(&m, ks + 4 * i, 4);
+		v[i] += (le32toh(m) ^ neg) - neg;
+	}
+}
+
+static void add_u64(uint64_t *restrict v, const uint8_t *restrict ks, size_t n, uint64_t neg)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t m;
+
+		memcpy(&m, ks + 8 * i, 8);
+		v[i] += (le64toh(m) ^ neg) - neg;
+	}
+}
+
+/*
+ * The shared slice loop: each slice starts at the block holding element `offset`, skips the
+ * bytes before it (only the first slice can be unaligned, since esize divides 64), and covers
+ * as many elements as fit. vp advances by esize bytes per element.
+ */
+static void mask_add(void *vp, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign,
+		     size_t esize)
+{
+	_Alignas(64) uint8_t buf[SLICE];
+	uint8_t *v = vp;
+	size_t used = 0;
+
+	assert(sign == 1 || sign == -1);
+	assert(key && (v || n == 0));
+	check_span(offset, n, esize);
+	while (n > 0) {
+		uint64_t byte = offset * esize;
+		size_t skip = (size_t)(byte % BLOCK);
+		size_t take = (SLICE - skip) / esize;
+		size_t len;
+
+		if (take > n)
+			take = n;
+		len = (skip + take * esize + BLOCK - 1) / BLOCK * BLOCK;
+		keystream(buf, len, byte / BLOCK, key);
+		if (esize == 4)
+			add_u32((uint32_t *)(void *)v, buf + skip, take, sign < 0 ? UINT32_MAX : 0);
+		else
+			add_u64((uint64_t *)(void *)v, buf + skip, take, sign < 0 ? UINT64_MAX : 0);
+		used = len > used ? len : used;
+		v += take * esize;
+		offset += take;
+		n -= take;
+	}
+	sodium_memzero(buf, used);
+}
+
+void tally_mask_add_u32(uint32_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign)
+{
+	mask_add(v, n, offset, key, sign, sizeof(*v));
+}
+
+void tally_mask_add_u64(uint64_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign)
+{
+	mask_add(v, n, offset, key, sign, sizeof(*v));
+}

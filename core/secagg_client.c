@@ -1,0 +1,409 @@
+/*
+ * The worker's side of secure aggregation: a state machine over one round, fed by the daemon.
+ * Secrets (the two X25519 secret keys, the self-mask seed, shares held for peers) live in
+ * sodium_malloc'd memory, wiped when the state is destroyed.
+ */
+#include "secagg_internal.h"
+
+#include "tally/error.h"
+#include "tally/graph.h"
+#include "tally/mask.h"
+
+#include <sodium.h>
+#include <string.h>
+
+enum { C_NEW, C_ADVERTISED, C_SHARED, C_RECEIVED, C_MASKED, C_UNMASKED };
+
+typedef struct secrets {
+	uint8_t c_sk[32], s_sk[32], b[32];
+	tally_share held_s[TALLY_SA_MAX_N]; /* shares held for each peer, indexed by owner */
+	tally_share held_b[TALLY_SA_MAX_N];
+} secrets;
+
+struct tally_sa_client {
+	tally_sa_params p;
+	uint32_t me;
+	char (*names)[64];
+	uint8_t (*sign_pk)[32];
+	bool *has_pk;
+	const tally_keypair *id;
+	int stage;
+	uint8_t c_pk[32], s_pk[32], session[32];
+	secrets *sec;
+	tally_sa_advert *keys;   /* by index, valid[i] when checked */
+	bool *valid, *held, *in_u2;
+	uint32_t *nbr;           /* graph neighbours, k of them */
+};
+
+uint32_t tally_sa_client_index(const tally_sa_client *c)
+{
+	return c->me;
+}
+
+static int load_roster_keys(tally_sa_client *c, const tally_roster *roster)
+{
+	for (uint32_t i = 0; i < c->p.n; i++) {
+		const uint8_t *pk = roster ? tally_roster_sign_key(roster, c->names[i]) : NULL;
+
+		if (pk) {
+			memcpy(c->sign_pk[i], pk, 32);
+			c->has_pk[i] = true;
+		}
+		if (strcmp(c->names[i], c->id->name) == 0)
+			c->me = i;
+	}
+	if (c->me == UINT32_MAX)
+		return tally_err(TALLY_EINVAL, "this worker ('%s') is not among the round's participants", c->id->name);
+	return 0;
+}
+
+int tally_sa_client_new(tally_sa_client **out, const tally_sa_params *p, const char *const *names,
+			const tally_roster *roster, const tally_keypair *me)
+{
+	tally_sa_client *c;
+	int rc = tally_sa_params_check(p);
+
+	if (rc)
+		return rc;
+	if (!me->has_sign)
+		return tally_err(TALLY_ECRYPTO, "secure aggregation needs an identity key: key file of '%s' has none "
+				 "(make it again with tally keygen)", me->name);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return TALLY_ENOMEM;
+	c->p = *p;
+	c->id = me;
+	c->me = UINT32_MAX;
+	c->sign_pk = calloc(p->n, 32);
+	c->has_pk = calloc(p->n, sizeof(bool));
+	c->keys = calloc(p->n, sizeof(*c->keys));
+	c->valid = calloc(p->n, sizeof(bool));
+	c->held = calloc(p->n, sizeof(bool));
+	c->in_u2 = calloc(p->n, sizeof(bool));
+	c->nbr = calloc(p->k, sizeof(uint32_t));
+	c->sec = sodium_malloc(sizeof(secrets));
+	if (!c->sign_pk || !c->has_pk || !c->keys || !c->valid || !c->held || !c->in_u2 || !c->nbr || !c->sec)
+		rc = TALLY_ENOMEM;
+	if (rc == 0)
+		rc = sa_copy_names(&c->names, names, p->n);
+	if (rc == 0)
+		rc = load_roster_keys(c, roster);
+	if (rc) {
+		tally_sa_client_destroy(&c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+void tally_sa_client_destroy(tally_sa_client **cp)
+{
+	tally_sa_client *c;
+
+	if (!cp || !*cp)
+		return;
+	c = *cp;
+	sodium_free(c->sec); /* wipes */
+	free(c->names);
+	free(c->sign_pk);
+	free(c->has_pk);
+	free(c->keys);
+	free(c->valid);
+	free(c->held);
+	free(c->in_u2);
+	free(c->nbr);
+	free(c);
+	*cp = NULL;
+}
+
+int tally_sa_client_advertise(tally_sa_client *c, tally_sa_advert *out)
+{
+	uint8_t d[32];
+
+	if (c->stage != C_NEW)
+		return tally_err(TALLY_EPROTO, "keys were already advertised this round");
+	crypto_box_keypair(c->c_pk, c->sec->c_sk);
+	crypto_box_keypair(c->s_pk, c->sec->s_sk);
+	randombytes_buf(c->sec->b, sizeof(c->sec->b));
+	memset(out, 0, sizeof(*out));
+	out->index = c->me;
+	memcpy(out->c_pk, c->c_pk, 32);
+	memcpy(out->s_pk, c->s_pk, 32);
+	sa_advert_digest(&c->p, c->names[c->me], out, d);
+	crypto_sign_detached(out->sig, NULL, d, sizeof(d), c->id->sign_secret);
+	c->stage = C_ADVERTISED;
+	return 0;
+}
+
+/* Checks the key list's shape and this worker's own entry; marks peers with a valid signature. */
+static int check_list(tally_sa_client *c, const tally_sa_advert *list, size_t n)
+{
+	bool mine = false;
+
+	for (size_t i = 0; i < n; i++) {
+		const tally_sa_advert *a = &list[i];
+
+		if (a->index >= c->p.n || (i > 0 && a->index <= list[i - 1].index))
+			return tally_err(TALLY_EFORMAT, "key list is not in ascending index order within %u", c->p.n);
+		if (a->index == c->me) {
+			if (memcmp(a->c_pk, c->c_pk, 32) != 0 || memcmp(a->s_pk, c->s_pk, 32) != 0)
+				return tally_err(TALLY_ECRYPTO, "the key list carries other keys under this worker's name");
+			mine = true;
+			continue;
+		}
+		c->keys[a->index] = *a;
+		c->valid[a->index] = c->has_pk[a->index] && sa_advert_verify(&c->p, c->names[a->index],
+									      c->sign_pk[a->index], a);
+	}
+	return mine ? 0 : tally_err(TALLY_ECRYPTO, "the key list leaves this worker out");
+}
+
+static int push(uint32_t **arr, size_t *n, uint32_t x)
+{
+	uint32_t *a = realloc(*arr, (*n + 1) * sizeof(uint32_t));
+
+	if (!a)
+		return TALLY_ENOMEM;
+	a[(*n)++] = x;
+	*arr = a;
+	return 0;
+}
+
+/* Seals this worker's shares of s_sk and b for each of its valid neighbours. */
+static int seal_shares(tally_sa_client *c, const uint32_t *active, uint32_t n_active, tally_sa_box *boxes)
+{
+	tally_share *ss = sodium_malloc(2 * sizeof(tally_share) * n_active);
+	uint8_t *plain = sodium_malloc(TALLY_SA_BOX_PLAIN);
+	uint32_t xs[TALLY_SA_MAX_N];
+	int rc = ss && plain ? 0 : TALLY_ENOMEM;
+
+	for (uint32_t i = 0; i < n_active; i++)
+		xs[i] = active[i] + 1;
+	if (rc == 0)
+		rc = tally_shamir_split(c->sec->s_sk, c->p.t, n_active, xs, ss);
+	if (rc == 0)
+		rc = tally_shamir_split(c->sec->b, c->p.t, n_active, xs, ss + n_active);
+	for (uint32_t i = 0; rc == 0 && i < n_active; i++) {
+		uint32_t j = active[i];
+
+		boxes[i].from = c->me;
+		boxes[i].to = j;
+		for (int b = 0; b < 4; b++) {
+			plain[b] = (uint8_t)(c->me >> (8 * b));
+			plain[4 + b] = (uint8_t)(j >> (8 * b));
+		}
+		tally_shamir_pack(&ss[i], plain + 8);
+		tally_shamir_pack(&ss[n_active + i], plain + 8 + TALLY_SHAMIR_SHARE_BYTES);
+		rc = sa_box_seal(&boxes[i], c->sec->c_sk, c->keys[j].c_pk, c->session, c->p.round, plain);
+	}
+	sodium_free(ss);
+	sodium_free(plain);
+	return rc;
+}
+
+int tally_sa_client_share(tally_sa_client *c, const tally_sa_advert *list, size_t n_list,
+			  tally_sa_box **boxes, size_t *n_boxes, uint32_t **rejected, size_t *n_rejected)
+{
+	uint32_t active[TALLY_SA_MAX_N], n_active = 0;
+	int rc;
+
+	*boxes = NULL;
+	*rejected = NULL;
+	*n_boxes = *n_rejected = 0;
+	if (c->stage != C_ADVERTISED)
+		return tally_err(TALLY_EPROTO, "key list before this worker advertised its keys");
+	if ((rc = check_list(c, list, n_list)))
+		return rc;
+	sa_session_id(&c->p, c->names, list, n_list, c->session);
+	if ((rc = tally_graph_neighbours(c->session, c->p.n, c->p.k, c->me, c->nbr)))
+		return rc;
+	for (size_t i = 0; i < n_list; i++)
+		if (list[i].index != c->me && !c->valid[list[i].index] && (rc = push(rejected, n_rejected, list[i].index)))
+			return rc;
+	for (uint32_t i = 0; i < c->p.k; i++)
+		if (c->valid[c->nbr[i]])
+			active[n_active++] = c->nbr[i];
+	if (n_active < c->p.t)
+		return tally_err(TALLY_EQUORUM, "only %u of %u neighbours advertised valid keys; threshold is %u",
+				 n_active, c->p.k, c->p.t);
+	*boxes = calloc(n_active, sizeof(tally_sa_box));
+	if (!*boxes)
+		return TALLY_ENOMEM;
+	rc = seal_shares(c, active, n_active, *boxes);
+	if (rc) {
+		free(*boxes);
+		*boxes = NULL;
+		return rc;
+	}
+	*n_boxes = n_active;
+	c->stage = C_SHARED;
+	return 0;
+}
+
+/* Opens one box addressed to this worker and keeps the two shares it holds for the sender. */
+static int open_box(tally_sa_client *c, const tally_sa_box *box)
+{
+	uint8_t *plain = sodium_malloc(TALLY_SA_BOX_PLAIN);
+	uint32_t from = box->from, to_check = 0, from_check = 0;
+	int rc = plain ? 0 : TALLY_ENOMEM;
+
+	if (rc == 0)
+		rc = sa_box_open(box, c->sec->c_sk, c->keys[from].c_pk, c->session, c->p.round, plain);
+	for (int b = 0; rc == 0 && b < 4; b++) {
+		from_check |= (uint32_t)plain[b] << (8 * b);
+		to_check |= (uint32_t)plain[4 + b] << (8 * b);
+	}
+	if (rc == 0 && (from_check != from || to_check != c->me))
+		rc = tally_err(TALLY_ECRYPTO, "share box from %u names the wrong pair", from);
+	if (rc == 0)
+		rc = tally_shamir_unpack(&c->sec->held_s[from], plain + 8);
+	if (rc == 0)
+		rc = tally_shamir_unpack(&c->sec->held_b[from], plain + 8 + TALLY_SHAMIR_SHARE_BYTES);
+	if (rc == 0 && (c->sec->held_s[from].x != c->me + 1 || c->sec->held_b[from].x != c->me + 1))
+		rc = tally_err(TALLY_ECRYPTO, "share box from %u holds shares for another point", from);
+	c->held[from] = rc == 0;
+	sodium_free(plain);
+	return rc;
+}
+
+static bool is_neighbour(const tally_sa_client *c, uint32_t j)
+{
+	return sa_contains(c->nbr, c->p.k, j);
+}
+
+int tally_sa_client_receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const tally_sa_box *boxes,
+			    size_t n_boxes, uint32_t **rejected, size_t *n_rejected)
+{
+	int rc = 0;
+
+	*rejected = NULL;
+	*n_rejected = 0;
+	if (c->stage != C_SHARED)
+		return tally_err(TALLY_EPROTO, "share relay before this worker shared its keys");
+	for (size_t i = 0; i < n_u2; i++) {
+		if (u2[i] >= c->p.n || (i > 0 && u2[i] <= u2[i - 1]))
+			return tally_err(TALLY_EFORMAT, "U2 is not in ascending index order within %u", c->p.n);
+		c->in_u2[u2[i]] = true;
+	}
+	if (!c->in_u2[c->me])
+		return tally_err(TALLY_EPROTO, "the coordinator dropped this worker after share keys");
+	for (size_t i = 0; i < n_boxes; i++) {
+		const tally_sa_box *b = &boxes[i];
+
+		if (b->to != c->me || b->from >= c->p.n || !c->in_u2[b->from] || !c->valid[b->from] ||
+		    !is_neighbour(c, b->from) || c->held[b->from])
+			continue; /* not for us, or a duplicate: the sender counts as missing below */
+		open_box(c, b);
+	}
+	for (uint32_t i = 0; i < c->p.k && rc == 0; i++) {
+		uint32_t j = c->nbr[i];
+
+		if (c->in_u2[j] && c->valid[j] && !c->held[j])
+			rc = push(rejected, n_rejected, j);
+	}
+	c->stage = C_RECEIVED;
+	return rc;
+}
+
+/* Adds sign * PRG(key) over the whole masked vector in the round's ring. */
+static void add_mask(const tally_sa_params *p, uint32_t *v, const uint8_t key[TALLY_MASK_KEY], int sign)
+{
+	size_t elems = (size_t)p->length + 1;
+
+	if (p->quant.ring_bits == 32)
+		tally_mask_add_u32(v, elems, 0, key, sign);
+	else
+		tally_mask_add_u64((uint64_t *)v, elems, 0, key, sign);
+}
+
+int tally_sa_client_mask(tally_sa_client *c, const float *update, uint64_t w, tally_rng *rng, uint32_t **masked)
+{
+	uint64_t elems = c->p.length + 1;
+	uint8_t key[TALLY_MASK_KEY];
+	uint32_t *v;
+	int rc;
+
+	*masked = NULL;
+	if (c->stage != C_RECEIVED)
+		return tally_err(TALLY_EPROTO, "masking before the share relay");
+	v = aligned_alloc(64, (tally_sa_vector_words(&c->p) * 4 + 63) & ~(size_t)63);
+	if (!v)
+		return TALLY_ENOMEM;
+	rc = tally_quant_encode(&c->p.quant, update, (size_t)c->p.length, w, rng, v);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	tally_mask_kdf(key, c->sec->b, TALLY_MASK_SELF, c->session, c->p.round, elems);
+	add_mask(&c->p, v, key, +1);
+	for (uint32_t i = 0; rc == 0 && i < c->p.k; i++) {
+		uint32_t j = c->nbr[i];
+
+		if (!c->in_u2[j] || !c->valid[j])
+			continue;
+		rc = tally_mask_agree(key, c->sec->s_sk, c->keys[j].s_pk, TALLY_MASK_PAIR, c->session, c->p.round, elems);
+		if (rc == 0)
+			add_mask(&c->p, v, key, c->me < j ? +1 : -1);
+	}
+	sodium_memzero(key, sizeof(key));
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	c->stage = C_MASKED;
+	*masked = v;
+	return 0;
+}
+
+static int check_unmask_lists(const tally_sa_client *c, const uint32_t *dropped, size_t nd, const uint32_t *surv,
+			      size_t ns)
+{
+	for (size_t i = 0; i < nd; i++)
+		if (dropped[i] >= c->p.n || (i > 0 && dropped[i] <= dropped[i - 1]) || sa_contains(surv, ns, dropped[i]))
+			return tally_err(TALLY_EPROTO, "unmask request: dropped list is malformed or overlaps the survivors");
+	for (size_t i = 0; i < ns; i++)
+		if (surv[i] >= c->p.n || (i > 0 && surv[i] <= surv[i - 1]))
+			return tally_err(TALLY_EPROTO, "unmask request: survivor list is malformed");
+	if (!sa_contains(surv, ns, c->me))
+		return tally_err(TALLY_EPROTO, "unmask request leaves this worker out of the survivors");
+	return 0;
+}
+
+int tally_sa_client_unmask(tally_sa_client *c, const uint32_t *dropped, size_t n_dropped,
+			   const uint32_t *survivors, size_t n_survivors, tally_sa_reveal **out, size_t *n_out)
+{
+	tally_sa_reveal *r;
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	*n_out = 0;
+	if (c->stage != C_MASKED)
+		return tally_err(TALLY_EPROTO, c->stage == C_UNMASKED ? "this worker already answered an unmask request"
+								     : "unmask request before this worker's masked input");
+	if ((rc = check_unmask_lists(c, dropped, n_dropped, survivors, n_survivors)))
+		return rc;
+	c->stage = C_UNMASKED; /* once only, whatever happens next */
+	r = sodium_malloc(sizeof(*r) * c->p.k + 1);
+	if (!r)
+		return TALLY_ENOMEM;
+	for (uint32_t i = 0; i < c->p.k; i++) {
+		uint32_t j = c->nbr[i];
+		bool surv = sa_contains(survivors, n_survivors, j), drop = sa_contains(dropped, n_dropped, j);
+
+		if (!c->held[j] || (!surv && !drop))
+			continue;
+		r[n].owner = j;
+		r[n].kind = surv ? TALLY_SA_REVEAL_B : TALLY_SA_REVEAL_S;
+		r[n].share = surv ? c->sec->held_b[j] : c->sec->held_s[j];
+		n++;
+	}
+	*out = r;
+	*n_out = n;
+	return 0;
+}
+
+void tally_sa_reveals_free(tally_sa_reveal *r)
+{
+	sodium_free(r);
+}
