@@ -28,7 +28,7 @@ typedef struct sim_config {
 	int64_t workers, rounds, seed, epochs, batch_size, quorum;
 	char partition[64], model[256], out[1024], data_dir[1024];
 	double lr, momentum, deadline, fraction, target_accuracy, prox_mu;
-	bool insecure;
+	bool insecure, secure_agg;
 } sim_config;
 
 #define S(key, field, def, help) \
@@ -54,6 +54,7 @@ static const tally_cfg_field sim_schema[] = {
 	I("quorum", quorum, 0, 256, "0", "updates a round needs (0: half the selected workers)"),
 	D("deadline", deadline, 1, 86400, "120", "seconds a round may take"),
 	D("target-accuracy", target_accuracy, 0, 1, "0", "stop once test accuracy reaches this (0: off)"),
+	B("secure-agg", secure_agg, "true", "SecAgg+ secure aggregation (--no-secure-agg: plain FedAvg)"),
 	B("insecure", insecure, "false", "plain TCP instead of CURVE (not recommended)"),
 };
 #define SIM_N (sizeof(sim_schema) / sizeof(sim_schema[0]))
@@ -192,6 +193,7 @@ static int start_coordinator(sim *s)
 	ARG("--prox-mu=%.17g", s->cfg.prox_mu);
 	ARG("--eval-images=%s/t10k-images-idx3-ubyte.gz", s->cfg.data_dir);
 	ARG("--eval-labels=%s/t10k-labels-idx1-ubyte.gz", s->cfg.data_dir);
+	ARG("--%s", s->cfg.secure_agg ? "secure-agg" : "no-secure-agg");
 	if (s->cfg.insecure) {
 		ARG("--insecure");
 	} else {
@@ -219,12 +221,13 @@ static int start_worker(sim *s, int64_t k, const char *endpoint)
 	ARG("--scheme=%s", s->cfg.partition);
 	ARG("--data-seed=%lld", (long long)s->cfg.seed);
 	ARG("--data-dir=%s", s->cfg.data_dir);
-	if (s->cfg.insecure) {
+	/* Keys always: in --insecure mode they still give secure aggregation its identities. */
+	ARG("--key=%s/worker-%lld.key", s->keys, (long long)k);
+	ARG("--roster=%s", s->enrolled);
+	if (s->cfg.insecure)
 		ARG("--insecure");
-	} else {
-		ARG("--key=%s/worker-%lld.key", s->keys, (long long)k);
+	else
 		ARG("--coordinator-key=%s/coordinator.pub", s->keys);
-	}
 	argv[n] = NULL;
 	snprintf(log, sizeof(log), "%s/worker-%lld.log", s->logs, (long long)k);
 	s->workers[k] = spawn(argv, log);
@@ -425,13 +428,14 @@ static int run(sim *s)
 	if ((rc = tally_mkdir_p(s->logs, 0755)))
 		return rc;
 	clear_previous(s);
-	if (!s->cfg.insecure && (rc = make_keys(s)))
+	if ((rc = make_keys(s)))
 		return rc;
 	if ((rc = start_coordinator(s)) || (rc = read_endpoint(s, endpoint, sizeof(endpoint))))
 		return rc;
-	printf("tally sim: coordinator on %s%s, %lld workers, %s partitions, %s, %lld rounds\n", endpoint,
+	printf("tally sim: coordinator on %s%s, %lld workers, %s partitions, %s, %lld rounds, %s\n", endpoint,
 	       s->cfg.insecure ? " (INSECURE)" : " (CURVE)", (long long)s->cfg.workers, s->cfg.partition,
-	       model_arch(s->cfg.model), (long long)s->cfg.rounds);
+	       model_arch(s->cfg.model), (long long)s->cfg.rounds,
+	       s->cfg.secure_agg ? "secure aggregation" : "plain FedAvg (no secure aggregation)");
 	for (int64_t k = 0; k < s->cfg.workers; k++)
 		if ((rc = start_worker(s, k, endpoint)))
 			return rc;

@@ -51,6 +51,13 @@ const tally_cfg_field coord_schema[] = {
 	D("train.prox_mu", "prox-mu", prox_mu, 0, 1000, "0", "FedProx proximal term (0: plain FedAvg)"),
 	S("eval.images", "eval-images", eval_images, "", "IDX images (.gz) of a held-out set evaluated after every round"),
 	S("eval.labels", "eval-labels", eval_labels, "", "IDX labels (.gz) of that held-out set"),
+	B("secure_agg.enabled", "secure-agg", secure_agg, "true", "SecAgg+: the coordinator learns only the sum (--no-secure-agg: plain FedAvg)"),
+	D("secure_agg.clip", "sa-clip", sa_clip, 1e-6, 1e6, "8", "updates are clipped to [-clip, clip] before quantization"),
+	I("secure_agg.quant_range", "sa-quant-range", sa_qrange, 1, 1099511627776.0, "4194304", "quantization levels (2^22)"),
+	D("secure_agg.adversarial_fraction", "sa-gamma", sa_gamma, 0, 0.9, "0.05", "assumed fraction of adversarial workers"),
+	D("secure_agg.dropout_fraction", "sa-delta", sa_delta, 0, 0.9, "0.1", "tolerated fraction of workers dropping out"),
+	B("secure_agg.semi_malicious", "sa-semi-malicious", semi_malicious, "false", "size the graph for a semi-malicious coordinator"),
+	D("secure_agg.stage_s", "sa-stage", sa_stage_s, 0.1, 3600, "30", "seconds each key-exchange and unmask stage may take"),
 };
 const size_t coord_schema_len = sizeof(coord_schema) / sizeof(coord_schema[0]);
 

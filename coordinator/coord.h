@@ -12,6 +12,7 @@
 #include "tally/model.h"
 #include "tally/net.h"
 #include "tally/rng.h"
+#include "tally/secagg.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +36,9 @@ typedef struct coord_config {
 	int64_t epochs, batch_size, max_inflight_chunks;
 	double lr, momentum, weight_decay, prox_mu;
 	char eval_images[1024], eval_labels[1024];
+	bool secure_agg, semi_malicious;
+	double sa_clip, sa_gamma, sa_delta, sa_stage_s;
+	int64_t sa_qrange;
 } coord_config;
 
 extern const tally_cfg_field coord_schema[];
@@ -66,6 +70,7 @@ typedef struct coord_participant {
 	size_t n_chunks;
 	size_t next_request, received, outstanding;
 	double train_loss, train_accuracy;
+	bool lost;                     /* its worker went away (it may have finished first) */
 } coord_participant;
 
 /* A model buffer shared with zero-copy sends: freed when the last reference is dropped. */
@@ -104,6 +109,15 @@ typedef struct coord {
 	double best_accuracy;
 	FILE *metrics;
 	tally_rng select_rng;
+
+	/* secure aggregation of the round in progress (sa == NULL for a plain round) */
+	tally_sa_server *sa;
+	tally_sa_params sa_params;
+	uint32_t *ring;                /* the masked sum, tally_sa_vector_words words */
+	char (*sa_names)[TALLY_NAME_MAX]; /* participants in index order */
+	size_t ring_words;
+	int64_t stage_deadline_ms;
+	char abort_reason[256];
 } coord;
 
 int64_t coord_now_ms(void);
@@ -122,5 +136,19 @@ void coord_round_on_message(coord *c, int worker, tally_inmsg *in);
 void coord_round_on_lost(coord *c, int worker);
 void coord_round_fini(coord *c);
 bool coord_round_is_finished(const coord *c);
+
+/* secround.c: secure aggregation inside a round (participant index = position in parts) */
+int coord_sa_start(coord *c, tally_msg *round_start);
+void coord_sa_on_message(coord *c, coord_participant *p, tally_inmsg *in);
+void coord_sa_tick(coord *c);
+bool coord_sa_accepts_input(const coord *c, const coord_participant *p);
+void coord_sa_add(coord *c, size_t word_offset, const uint32_t *x, size_t words, bool subtract);
+void coord_sa_input_done(coord *c, coord_participant *p);
+bool coord_sa_settled(const coord *c);
+/* Applies the unmasked mean to the global model: 0, or an error with the round's reason. */
+int coord_sa_apply(coord *c);
+void coord_sa_abort(coord *c, const char *reason);
+void coord_sa_end(coord *c);
+uint32_t coord_part_index(const coord *c, const coord_participant *p);
 
 #endif

@@ -155,23 +155,30 @@ static size_t select_participants(coord *c, int *chosen)
 	return k;
 }
 
-static void send_model(coord *c, int w)
+/* The RoundStart every participant gets (secure-aggregation fields are added by secround.c). */
+static void round_start_msg(coord *c, tally_msg *m)
 {
-	tally_msg m = {.type = TALLY_MSG_ROUND_START, .round = c->round};
-	size_t n = c->global->n_params, nc = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
-
-	tally_model_arch_format(c->global, m.u.round_start.arch, sizeof(m.u.round_start.arch));
-	m.u.round_start.n_params = n;
-	memcpy(m.u.round_start.model_digest, c->global_digest, TALLY_DIGEST_BYTES);
-	m.u.round_start.chunk_floats = TALLY_CHUNK_FLOATS;
-	m.u.round_start.deadline_ms = (uint32_t)(c->round_deadline_ms - coord_now_ms());
-	m.u.round_start.train = (tally_train_opts){
+	memset(m, 0, sizeof(*m));
+	m->type = TALLY_MSG_ROUND_START;
+	m->round = c->round;
+	tally_model_arch_format(c->global, m->u.round_start.arch, sizeof(m->u.round_start.arch));
+	m->u.round_start.n_params = c->global->n_params;
+	memcpy(m->u.round_start.model_digest, c->global_digest, TALLY_DIGEST_BYTES);
+	m->u.round_start.chunk_floats = TALLY_CHUNK_FLOATS;
+	m->u.round_start.train = (tally_train_opts){
 		.epochs = (uint32_t)c->cfg.epochs, .batch_size = (uint32_t)c->cfg.batch_size,
 		.lr = (float)c->cfg.lr, .momentum = (float)c->cfg.momentum,
 		.weight_decay = (float)c->cfg.weight_decay, .prox_mu = (float)c->cfg.prox_mu,
 		.seed = (uint64_t)c->cfg.round_seed * 1000003u + c->round,
 	};
-	if (coord_send(c, w, &m, NULL, 0, NULL, NULL))
+}
+
+static void send_model(coord *c, int w, tally_msg *m)
+{
+	size_t n = c->global->n_params, nc = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
+
+	m->u.round_start.deadline_ms = (uint32_t)(c->round_deadline_ms - coord_now_ms());
+	if (coord_send(c, w, m, NULL, 0, NULL, NULL))
 		return;
 	for (size_t i = 0; i < nc; i++) {
 		tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
@@ -186,6 +193,7 @@ static void send_model(coord *c, int w)
 static void start_round(coord *c)
 {
 	int *chosen = malloc((c->n_workers ? c->n_workers : 1) * sizeof(int));
+	tally_msg rs;
 	size_t k;
 
 	if (!chosen)
@@ -208,12 +216,24 @@ static void start_round(coord *c)
 	c->bytes_in = c->bytes_out = 0;
 	tally_agg_reset(c->agg);
 	tally_digest_tensor(c->global->params, c->global->n_params, TALLY_CHUNK_FLOATS, c->global_digest, NULL);
+	if (c->cfg.secure_agg) /* participants' indices are their positions by name */
+		qsort_r(chosen, k, sizeof(int), cmp_by_name, c);
 	for (size_t i = 0; i < k; i++) {
 		c->parts[i].worker = chosen[i];
 		c->parts[i].state = P_TRAINING;
 		c->workers[chosen[i]].state = W_BUSY;
-		send_model(c, chosen[i]);
 	}
+	round_start_msg(c, &rs);
+	if (c->cfg.secure_agg && coord_sa_start(c, &rs)) {
+		snprintf(c->abort_reason, sizeof(c->abort_reason), "secure aggregation cannot start: %s", tally_errmsg());
+		tally_error("round %llu: %s", (unsigned long long)c->round, c->abort_reason);
+		for (size_t i = 0; i < k; i++)
+			c->parts[i].state = P_FAILED;
+		free(chosen);
+		return;
+	}
+	for (size_t i = 0; i < k; i++)
+		send_model(c, chosen[i], &rs);
 	tally_info("round %llu: %zu participant(s), deadline %.0f s", (unsigned long long)c->round, k,
 		   c->cfg.deadline_s);
 	free(chosen);
@@ -229,9 +249,15 @@ static coord_participant *find_part(coord *c, int worker)
 	return NULL;
 }
 
+/* 32-bit words of one update: floats in a plain round, the masked ring vector in a secure one. */
+static size_t update_words(const coord *c)
+{
+	return c->sa ? c->ring_words : c->global->n_params;
+}
+
 static size_t chunk_len(const coord *c, size_t index)
 {
-	size_t off = index * TALLY_CHUNK_FLOATS, n = c->global->n_params;
+	size_t off = index * TALLY_CHUNK_FLOATS, n = update_words(c);
 
 	return n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
 }
@@ -246,6 +272,8 @@ static void finish_part(coord *c, coord_participant *p, part_state st, const cha
 	p->state = st;
 	free(p->chunk_digests);
 	p->chunk_digests = NULL;
+	if (c->sa && st == P_DONE)
+		return; /* still needed to unmask: released when the round closes */
 	if (c->workers[p->worker].state == W_BUSY) {
 		c->workers[p->worker].state = W_IDLE;
 		m.u.round_end.accepted = st == P_DONE;
@@ -266,22 +294,24 @@ static void poison_round(coord *c, const char *why)
 			finish_part(c, &c->parts[i], P_FAILED, "round aborted");
 	c->agg->updates = 0;
 	c->agg->weight = 0;
+	if (c->sa)
+		coord_sa_abort(c, why);
 }
 
 static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
 {
 	const char *name = c->workers[p->worker].name;
-	size_t nc = tally_chunk_count(c->global->n_params, TALLY_CHUNK_FLOATS);
+	size_t nc = tally_chunk_count(update_words(c), TALLY_CHUNK_FLOATS);
 	tally_digest d;
 
 	if (p->state != P_TRAINING) {
 		finish_part(c, p, P_FAILED, "update_ready sent twice");
 		return;
 	}
-	if (m->u.update_ready.n_params != c->global->n_params || m->u.update_ready.n_chunks != nc) {
-		tally_warn("'%s' sent an update of %llu parameters in %zu chunks; the model has %zu in %zu", name,
+	if (m->u.update_ready.n_params != update_words(c) || m->u.update_ready.n_chunks != nc) {
+		tally_warn("'%s' sent an update of %llu words in %zu chunks; expected %zu in %zu", name,
 			   (unsigned long long)m->u.update_ready.n_params, m->u.update_ready.n_chunks,
-			   c->global->n_params, nc);
+			   update_words(c), nc);
 		finish_part(c, p, P_FAILED, "update has the wrong shape");
 		return;
 	}
@@ -315,7 +345,7 @@ static const char *check_chunk(const coord *c, const coord_participant *p, size_
 	tally_digest_chunk(x, len, d);
 	if (memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) != 0)
 		return "chunk does not match its digest";
-	for (size_t i = 0; i < len; i++)
+	for (size_t i = 0; !c->sa && i < len; i++) /* masked ring words are not floats */
 		if (!isfinite(x[i]))
 			return "update holds NaN or infinity";
 	return NULL;
@@ -359,7 +389,11 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return;
 	}
 	w = p->state == P_UNDOING ? -(float)p->examples : (float)p->examples;
-	tally_agg_add(c->agg, index * TALLY_CHUNK_FLOATS, zmq_msg_data(&in->data), chunk_len(c, index), w);
+	if (c->sa)
+		coord_sa_add(c, index * TALLY_CHUNK_FLOATS, zmq_msg_data(&in->data), chunk_len(c, index),
+			     p->state == P_UNDOING);
+	else
+		tally_agg_add(c->agg, index * TALLY_CHUNK_FLOATS, zmq_msg_data(&in->data), chunk_len(c, index), w);
 	if (++p->received < p->n_chunks)
 		return;
 	if (p->state == P_UNDOING) {
@@ -367,15 +401,23 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return;
 	}
 	tally_agg_commit(c->agg, (double)p->examples);
+	if (c->sa)
+		coord_sa_input_done(c, p);
 	finish_part(c, p, P_DONE, "update aggregated");
 }
 
 /* Issues chunk requests while the global window has room, one participant at a time. */
 static void schedule_pulls(coord *c)
 {
+	if (c->sa && tally_sa_server_stage(c->sa) != TALLY_SA_INPUT)
+		return; /* masked inputs are pulled only once the relay stage has settled who may send */
 	for (size_t i = 0; i < c->n_parts && c->inflight < (size_t)c->cfg.max_inflight_chunks; i++) {
 		coord_participant *p = &c->parts[i];
 
+		if (p->state == P_READY && c->sa && !coord_sa_accepts_input(c, p)) {
+			finish_part(c, p, P_FAILED, "not among the workers whose shares were kept");
+			continue;
+		}
 		if (p->state == P_READY)
 			p->state = P_PULLING;
 		if (p->state != P_PULLING && p->state != P_UNDOING)
@@ -400,6 +442,11 @@ void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
 	coord_participant *p = c->round_open && in->msg.round == c->round ? find_part(c, worker) : NULL;
 	tally_msg_type t = in->msg.type;
 
+	if (c->sa && p && p->state != P_FAILED && (t == TALLY_MSG_ADVERT || t == TALLY_MSG_SHARES ||
+						   t == TALLY_MSG_RELAY_ACK || t == TALLY_MSG_REVEALS)) {
+		coord_sa_on_message(c, p, in);
+		return;
+	}
 	if (t != TALLY_MSG_UPDATE_READY && t != TALLY_MSG_UPDATE_CHUNK) {
 		c->workers[worker].refused++;
 		tally_warn("refused %s from '%s': not a message a worker sends", tally_msg_type_name(t),
@@ -425,6 +472,8 @@ void coord_round_on_lost(coord *c, int worker)
 {
 	coord_participant *p = c->round_open ? find_part(c, worker) : NULL;
 
+	if (p)
+		p->lost = true;
 	if (!p || p->state == P_DONE || p->state == P_FAILED)
 		return;
 	if ((p->state == P_PULLING && p->received > 0) || p->state == P_UNDOING) {
@@ -490,16 +539,45 @@ static int save_model(coord *c)
 	return tally_model_save(c->global, path);
 }
 
+/* Lets every participant still held go, telling it whether its update counted. */
+static void release_parts(coord *c, bool applied)
+{
+	for (size_t i = 0; i < c->n_parts; i++) {
+		coord_participant *p = &c->parts[i];
+		tally_msg m = {.type = TALLY_MSG_ROUND_END, .round = c->round};
+
+		if (c->workers[p->worker].state != W_BUSY)
+			continue;
+		c->workers[p->worker].state = W_IDLE;
+		m.u.round_end.accepted = applied && p->state == P_DONE;
+		snprintf(m.u.round_end.reason, sizeof(m.u.round_end.reason), "%s",
+			 m.u.round_end.accepted ? "update aggregated" : "round closed without this update");
+		coord_send(c, p->worker, &m, NULL, 0, NULL, NULL);
+	}
+}
+
+/* Moves the global model: the plain FedAvg sum, or the unmasked secure sum. */
+static int apply_round(coord *c)
+{
+	int rc = blob_own(c);
+
+	if (rc == 0)
+		rc = c->sa ? coord_sa_apply(c) : tally_agg_apply(c->agg, c->global->params);
+	return rc;
+}
+
 static void close_round(coord *c)
 {
 	double secs = (double)(coord_now_ms() - c->round_started_ms) / 1000.0, acc = 0, loss = 0;
 	bool applied = false;
 	int rc = 0;
 
-	if (c->agg->updates < (uint32_t)c->cfg.quorum) {
+	if (c->abort_reason[0]) {
+		tally_warn("round %llu: %s: global model unchanged", (unsigned long long)c->round, c->abort_reason);
+	} else if (c->agg->updates < (uint32_t)c->cfg.quorum) {
 		tally_warn("round %llu: %u update(s), quorum is %lld: global model unchanged",
 			   (unsigned long long)c->round, c->agg->updates, (long long)c->cfg.quorum);
-	} else if ((rc = blob_own(c)) == 0 && (rc = tally_agg_apply(c->agg, c->global->params)) == 0) {
+	} else if ((rc = apply_round(c)) == 0) {
 		applied = true;
 		if (c->eval && tally_evaluate(c->global, c->eval, NULL, c->eval->n, &loss, &acc))
 			tally_error("round %llu: evaluation failed: %s", (unsigned long long)c->round, tally_errmsg());
@@ -516,6 +594,8 @@ static void close_round(coord *c)
 			   acc, loss, c->agg->updates, secs);
 	else if (applied)
 		tally_info("round %llu: %u update(s), %.1f s", (unsigned long long)c->round, c->agg->updates, secs);
+	release_parts(c, applied);
+	coord_sa_end(c);
 	for (size_t i = 0; i < c->n_parts; i++)
 		free(c->parts[i].chunk_digests);
 	free(c->parts);
@@ -527,10 +607,13 @@ static void close_round(coord *c)
 
 static bool all_settled(const coord *c)
 {
-	for (size_t i = 0; i < c->n_parts; i++)
-		if (c->parts[i].state != P_DONE && c->parts[i].state != P_FAILED)
+	for (size_t i = 0; i < c->n_parts; i++) {
+		part_state st = c->parts[i].state;
+
+		if (st == P_PULLING || st == P_UNDOING || (!c->sa && st != P_DONE && st != P_FAILED))
 			return false;
-	return true;
+	}
+	return !c->sa || coord_sa_settled(c);
 }
 
 static void enforce_deadline(coord *c)
@@ -553,6 +636,8 @@ void coord_round_tick(coord *c)
 	}
 	if (coord_now_ms() >= c->round_deadline_ms)
 		enforce_deadline(c);
+	if (c->sa)
+		coord_sa_tick(c);
 	schedule_pulls(c);
 	if (all_settled(c))
 		close_round(c);

@@ -23,7 +23,7 @@
  * margin), which is also what the published figures assume.
  *
  * The tails are summed outward from the mode in long double, scaled by the mode's log-probability,
- * so each candidate k costs O(sqrt k) steps plus a few lgammal calls: n = 10^6 takes milliseconds.
+ * so each candidate k costs O(sqrt k) steps plus a few lgammal_r calls: n = 10^6 takes milliseconds.
  */
 #include "tally/graph.h"
 
@@ -50,10 +50,18 @@ typedef struct cohort {
 	bool semi_malicious;
 } cohort;
 
+/* log Gamma(x) for x > 0; the _r form leaves the global signgam alone, so threads may call it. */
+static long double log_gamma(long double x)
+{
+	int sign;
+
+	return lgammal_r(x, &sign);
+}
+
 /* log C(a, b) for 0 <= b <= a. */
 static long double log_choose(long double a, long double b)
 {
-	return lgammal(a + 1) - lgammal(b + 1) - lgammal(a - b + 1);
+	return log_gamma(a + 1) - log_gamma(b + 1) - log_gamma(a - b + 1);
 }
 
 /* log P[X = x] for X hypergeometric: x marked among k drawn from N holding K marked. */
@@ -104,8 +112,9 @@ static bool stays_connected(const cohort *c, uint32_t k)
 	if (k > bad)
 		return true;
 	log_pairs = logl(c->n) + logl((long double)c->n - k - 1) - logl(2);
-	log_p = log_pairs + lgammal((long double)bad + 1) - lgammal((long double)bad - k + 1) +
-		lgammal((long double)c->n - k + 1) - lgammal((long double)c->n + 1);
+	/* (A + D)_k / (n)_k: all k/2 + k/2 positions of a pair of runs are bad. */
+	log_p = log_pairs + log_gamma((long double)bad + 1) - log_gamma((long double)bad - k + 1) +
+		log_gamma((long double)c->n - k + 1) - log_gamma((long double)c->n + 1);
 	return log_p < -LEAK_BITS * logl(2);
 }
 

@@ -407,3 +407,13 @@ void tally_sa_reveals_free(tally_sa_reveal *r)
 {
 	sodium_free(r);
 }
+
+bool tally_sa_client_can_mask(const tally_sa_client *c)
+{
+	return c->stage == C_RECEIVED;
+}
+
+size_t tally_sa_client_words(const tally_sa_client *c)
+{
+	return tally_sa_vector_words(&c->p);
+}

@@ -8,13 +8,44 @@
 #include "tally.pb-c.h"
 
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const type_names[] = {
 	"none", "hello", "welcome", "heartbeat", "round_start", "model_chunk", "update_ready",
-	"chunk_request", "update_chunk", "round_end", "refusal", "bye",
+	"chunk_request", "update_chunk", "round_end", "refusal", "bye", "advert", "key_list",
+	"shares", "relay", "relay_ack", "unmask_request", "reveals",
 };
+
+/* Allocations of one encoding, freed together once it is packed. */
+typedef struct arena {
+	void *p[16];
+	int n;
+} arena;
+
+static void *arena_alloc(arena *a, size_t count, size_t size)
+{
+	void *p;
+
+	if (a->n == 16 || !(p = calloc(count ? count : 1, size)))
+		return NULL;
+	a->p[a->n++] = p;
+	return p;
+}
+
+static void arena_free(arena *a)
+{
+	for (int i = 0; i < a->n; i++)
+		free(a->p[i]);
+	a->n = 0;
+}
+
+static int wire_encode_secagg(const tally_msg *m, Tally__Envelope *env, arena *a);
+static int wire_encode_secagg_config(const tally_wire_secagg *w, Tally__RoundStart *rs, arena *a);
+static int wire_decode_secagg(tally_msg *out, const Tally__Envelope *e);
+static int wire_decode_secagg_config(tally_wire_secagg *out, const Tally__SecAggConfig *sc);
+static void wire_clear_secagg(tally_msg *m);
 
 const char *tally_msg_type_name(tally_msg_type t)
 {
@@ -89,6 +120,7 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	Tally__Refusal rf = TALLY__REFUSAL__INIT;
 	Tally__Bye bye = TALLY__BYE__INIT;
 	ProtobufCBinaryData *list = NULL;
+	arena a = {0};
 	int rc = 0;
 
 	env.version = TALLY_PROTOCOL_VERSION;
@@ -115,6 +147,8 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 		break;
 	case TALLY_MSG_ROUND_START:
 		encode_round_start(m, &rs, &tc);
+		if (m->u.round_start.secure && (rc = wire_encode_secagg_config(&m->u.round_start.secagg, &rs, &a)))
+			return rc;
 		env.body_case = TALLY__ENVELOPE__BODY_ROUND_START;
 		env.round_start = &rs;
 		break;
@@ -155,7 +189,10 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 		env.bye = &bye;
 		break;
 	default:
-		return tally_err(TALLY_EINVAL, "cannot encode message type %d", (int)m->type);
+		if ((rc = wire_encode_secagg(m, &env, &a))) {
+			arena_free(&a);
+			return rc;
+		}
 	}
 	*len = tally__envelope__get_packed_size(&env);
 	*buf = malloc(*len ? *len : 1);
@@ -164,6 +201,7 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	else
 		tally__envelope__pack(&env, *buf);
 	free(list);
+	arena_free(&a);
 	return rc ? rc : self_check(buf, *len);
 }
 
@@ -249,7 +287,8 @@ static int decode_round_start(tally_msg *out, const Tally__RoundStart *rs)
 	t->seed = rs->train->seed;
 	if (tally_train_opts_check(t))
 		return tally_err(TALLY_EFORMAT, "round_start: %s", tally_errmsg());
-	return 0;
+	out->u.round_start.secure = rs->secagg != NULL;
+	return rs->secagg ? wire_decode_secagg_config(&out->u.round_start.secagg, rs->secagg) : 0;
 }
 
 static int decode_update_ready(tally_msg *out, const Tally__UpdateReady *ur)
@@ -337,7 +376,7 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 		out->u.text.final = e->bye->final;
 		return copy_text(out->u.text.reason, TALLY_TEXT_MAX, e->bye->reason, "bye.reason");
 	default:
-		return tally_err(TALLY_EFORMAT, "envelope has no known body");
+		return wire_decode_secagg(out, e);
 	}
 	if (out->u.chunk.index >= TALLY_MAX_CHUNKS)
 		return tally_err(TALLY_EFORMAT, "chunk index %llu is out of range",
@@ -381,6 +420,7 @@ void tally_msg_clear(tally_msg *m)
 {
 	if (m->type == TALLY_MSG_UPDATE_READY)
 		free(m->u.update_ready.chunk_digests);
+	wire_clear_secagg(m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -396,4 +436,352 @@ static int self_check(uint8_t **buf, size_t len)
 	free(*buf);
 	*buf = NULL;
 	return tally_err(TALLY_EINVAL, "refusing to send a message a peer would refuse: %s", tally_errmsg());
+}
+
+/* ---- secure aggregation messages ---- */
+
+static int wire_encode_secagg_config(const tally_wire_secagg *w, Tally__RoundStart *rs, arena *a)
+{
+	Tally__SecAggConfig *sc = arena_alloc(a, 1, sizeof(*sc));
+	char **names = arena_alloc(a, w->n, sizeof(char *));
+
+	if (!sc || !names)
+		return TALLY_ENOMEM;
+	tally__sec_agg_config__init(sc);
+	sc->k = w->k;
+	sc->t = w->t;
+	sc->clip = w->clip;
+	sc->qrange = w->qrange;
+	sc->ring_bits = w->ring_bits;
+	sc->max_weight = w->max_weight;
+	for (uint32_t i = 0; i < w->n; i++)
+		names[i] = w->participants[i];
+	sc->n_participants = w->n;
+	sc->participants = names;
+	rs->secagg = sc;
+	return 0;
+}
+
+static Tally__Advert **encode_adverts(const tally_sa_advert *list, size_t n, arena *a)
+{
+	Tally__Advert *av = arena_alloc(a, n, sizeof(*av));
+	Tally__Advert **ptr = arena_alloc(a, n, sizeof(*ptr));
+
+	for (size_t i = 0; av && ptr && i < n; i++) {
+		tally__advert__init(&av[i]);
+		av[i].index = list[i].index;
+		av[i].c_pk = bin(list[i].c_pk, 32);
+		av[i].s_pk = bin(list[i].s_pk, 32);
+		av[i].sig = bin(list[i].sig, 64);
+		ptr[i] = &av[i];
+	}
+	return av && ptr ? ptr : NULL;
+}
+
+static Tally__ShareBox **encode_boxes(const tally_sa_box *b, size_t n, arena *a)
+{
+	Tally__ShareBox *bx = arena_alloc(a, n, sizeof(*bx));
+	Tally__ShareBox **ptr = arena_alloc(a, n, sizeof(*ptr));
+
+	for (size_t i = 0; bx && ptr && i < n; i++) {
+		tally__share_box__init(&bx[i]);
+		bx[i].from = b[i].from;
+		bx[i].to = b[i].to;
+		bx[i].data = bin(b[i].data, TALLY_SA_BOX_BYTES);
+		ptr[i] = &bx[i];
+	}
+	return bx && ptr ? ptr : NULL;
+}
+
+static Tally__Reveal **encode_reveals(const tally_sa_reveal *r, size_t n, arena *a)
+{
+	Tally__Reveal *rv = arena_alloc(a, n, sizeof(*rv));
+	Tally__Reveal **ptr = arena_alloc(a, n, sizeof(*ptr));
+	uint8_t *packed = arena_alloc(a, n, TALLY_SHAMIR_SHARE_BYTES);
+
+	for (size_t i = 0; rv && ptr && packed && i < n; i++) {
+		tally__reveal__init(&rv[i]);
+		rv[i].owner = r[i].owner;
+		rv[i].kind = r[i].kind;
+		tally_shamir_pack(&r[i].share, packed + i * TALLY_SHAMIR_SHARE_BYTES);
+		rv[i].share = bin(packed + i * TALLY_SHAMIR_SHARE_BYTES, TALLY_SHAMIR_SHARE_BYTES);
+		ptr[i] = &rv[i];
+	}
+	return rv && ptr && packed ? ptr : NULL;
+}
+
+static int encode_ids_boxes(const tally_msg *m, Tally__Envelope *env, arena *a)
+{
+	Tally__Shares *sh;
+	Tally__Relay *rl;
+	Tally__ShareBox **boxes = encode_boxes(m->u.boxes.boxes, m->u.boxes.n_boxes, a);
+
+	if (!boxes)
+		return TALLY_ENOMEM;
+	if (m->type == TALLY_MSG_SHARES) {
+		if (!(sh = arena_alloc(a, 1, sizeof(*sh))))
+			return TALLY_ENOMEM;
+		tally__shares__init(sh);
+		sh->n_boxes = m->u.boxes.n_boxes, sh->boxes = boxes;
+		sh->n_rejected = m->u.boxes.n_ids, sh->rejected = m->u.boxes.ids;
+		env->body_case = TALLY__ENVELOPE__BODY_SHARES, env->shares = sh;
+		return 0;
+	}
+	if (!(rl = arena_alloc(a, 1, sizeof(*rl))))
+		return TALLY_ENOMEM;
+	tally__relay__init(rl);
+	rl->n_boxes = m->u.boxes.n_boxes, rl->boxes = boxes;
+	rl->n_u2 = m->u.boxes.n_ids, rl->u2 = m->u.boxes.ids;
+	env->body_case = TALLY__ENVELOPE__BODY_RELAY, env->relay = rl;
+	return 0;
+}
+
+static int wire_encode_secagg(const tally_msg *m, Tally__Envelope *env, arena *a)
+{
+	Tally__Advert **adv;
+	Tally__KeyList *kl;
+	Tally__RelayAck *ack;
+	Tally__UnmaskRequest *ur;
+	Tally__Reveals *rv;
+
+	switch (m->type) {
+	case TALLY_MSG_ADVERT:
+		if (!(adv = encode_adverts(&m->u.advert, 1, a)))
+			return TALLY_ENOMEM;
+		env->body_case = TALLY__ENVELOPE__BODY_ADVERT, env->advert = adv[0];
+		return 0;
+	case TALLY_MSG_KEY_LIST:
+		if (!(kl = arena_alloc(a, 1, sizeof(*kl))))
+			return TALLY_ENOMEM;
+		tally__key_list__init(kl);
+		kl->n_adverts = m->u.key_list.n;
+		if (!(kl->adverts = encode_adverts(m->u.key_list.list, m->u.key_list.n, a)))
+			return TALLY_ENOMEM;
+		env->body_case = TALLY__ENVELOPE__BODY_KEY_LIST, env->key_list = kl;
+		return 0;
+	case TALLY_MSG_SHARES:
+	case TALLY_MSG_RELAY:
+		return encode_ids_boxes(m, env, a);
+	case TALLY_MSG_RELAY_ACK:
+		if (!(ack = arena_alloc(a, 1, sizeof(*ack))))
+			return TALLY_ENOMEM;
+		tally__relay_ack__init(ack);
+		ack->n_rejected = m->u.boxes.n_ids, ack->rejected = m->u.boxes.ids;
+		env->body_case = TALLY__ENVELOPE__BODY_RELAY_ACK, env->relay_ack = ack;
+		return 0;
+	case TALLY_MSG_UNMASK_REQUEST:
+		if (!(ur = arena_alloc(a, 1, sizeof(*ur))))
+			return TALLY_ENOMEM;
+		tally__unmask_request__init(ur);
+		ur->n_dropped = m->u.unmask.n_dropped, ur->dropped = m->u.unmask.dropped;
+		ur->n_survivors = m->u.unmask.n_survivors, ur->survivors = m->u.unmask.survivors;
+		env->body_case = TALLY__ENVELOPE__BODY_UNMASK_REQUEST, env->unmask_request = ur;
+		return 0;
+	case TALLY_MSG_REVEALS:
+		if (!(rv = arena_alloc(a, 1, sizeof(*rv))))
+			return TALLY_ENOMEM;
+		tally__reveals__init(rv);
+		rv->n_reveals = m->u.reveals.n;
+		if (!(rv->reveals = encode_reveals(m->u.reveals.r, m->u.reveals.n, a)))
+			return TALLY_ENOMEM;
+		env->body_case = TALLY__ENVELOPE__BODY_REVEALS, env->reveals = rv;
+		return 0;
+	default:
+		return tally_err(TALLY_EINVAL, "cannot encode message type %d", (int)m->type);
+	}
+}
+
+static int wire_decode_secagg_config(tally_wire_secagg *out, const Tally__SecAggConfig *sc)
+{
+	size_t n = sc->n_participants;
+
+	if (n < 2 || n > TALLY_SA_MAX_N || sc->k < 1 || sc->k >= n || sc->t < 1 || sc->t > sc->k ||
+	    (sc->ring_bits != 32 && sc->ring_bits != 64) || !(sc->clip > 0) || !isfinite(sc->clip) ||
+	    sc->qrange < 1 || sc->qrange > (UINT64_C(1) << 40) || sc->max_weight < 1)
+		return tally_err(TALLY_EFORMAT, "round_start: secure aggregation parameters out of range");
+	out->participants = calloc(n, TALLY_NAME_MAX);
+	if (!out->participants)
+		return TALLY_ENOMEM;
+	out->n = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		int rc = copy_ident(out->participants[i], TALLY_NAME_MAX, sc->participants[i], "secagg.participants", false);
+
+		if (rc)
+			return rc;
+		if (i > 0 && strcmp(out->participants[i - 1], out->participants[i]) >= 0)
+			return tally_err(TALLY_EFORMAT, "round_start: participants are not sorted and distinct");
+	}
+	out->k = sc->k, out->t = sc->t, out->ring_bits = sc->ring_bits;
+	out->clip = sc->clip, out->qrange = sc->qrange, out->max_weight = sc->max_weight;
+	return 0;
+}
+
+static int copy_bytes(uint8_t *dst, size_t len, ProtobufCBinaryData b, const char *field)
+{
+	if (b.len != len)
+		return tally_err(TALLY_EFORMAT, "field %s is %zu bytes, not %zu", field, b.len, len);
+	memcpy(dst, b.data, len);
+	return 0;
+}
+
+static int decode_advert(tally_sa_advert *a, const Tally__Advert *in)
+{
+	int rc;
+
+	if (!in || in->index >= TALLY_SA_MAX_N)
+		return tally_err(TALLY_EFORMAT, "advert index out of range");
+	a->index = in->index;
+	if ((rc = copy_bytes(a->c_pk, 32, in->c_pk, "advert.c_pk")) || (rc = copy_bytes(a->s_pk, 32, in->s_pk, "advert.s_pk")))
+		return rc;
+	return copy_bytes(a->sig, 64, in->sig, "advert.sig");
+}
+
+static int decode_ids(uint32_t **out, size_t *n_out, const uint32_t *ids, size_t n, const char *field)
+{
+	if (n > TALLY_SA_MAX_N)
+		return tally_err(TALLY_EFORMAT, "field %s lists %zu workers, over %d", field, n, TALLY_SA_MAX_N);
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] >= TALLY_SA_MAX_N)
+			return tally_err(TALLY_EFORMAT, "field %s holds index %u, out of range", field, ids[i]);
+	*out = malloc((n ? n : 1) * sizeof(uint32_t));
+	if (!*out)
+		return TALLY_ENOMEM;
+	if (n)
+		memcpy(*out, ids, n * sizeof(uint32_t));
+	*n_out = n;
+	return 0;
+}
+
+static int decode_boxes(tally_msg *out, Tally__ShareBox **boxes, size_t n)
+{
+	if (n > TALLY_SA_MAX_N)
+		return tally_err(TALLY_EFORMAT, "%zu share boxes, over %d", n, TALLY_SA_MAX_N);
+	out->u.boxes.boxes = calloc(n ? n : 1, sizeof(tally_sa_box));
+	if (!out->u.boxes.boxes)
+		return TALLY_ENOMEM;
+	out->u.boxes.n_boxes = n;
+	for (size_t i = 0; i < n; i++) {
+		tally_sa_box *b = &out->u.boxes.boxes[i];
+		int rc;
+
+		if (boxes[i]->from >= TALLY_SA_MAX_N || boxes[i]->to >= TALLY_SA_MAX_N)
+			return tally_err(TALLY_EFORMAT, "share box index out of range");
+		b->from = boxes[i]->from;
+		b->to = boxes[i]->to;
+		if ((rc = copy_bytes(b->data, TALLY_SA_BOX_BYTES, boxes[i]->data, "share_box.data")))
+			return rc;
+	}
+	return 0;
+}
+
+static int decode_key_list(tally_msg *out, const Tally__KeyList *kl)
+{
+	size_t n = kl->n_adverts;
+
+	if (n > TALLY_SA_MAX_N)
+		return tally_err(TALLY_EFORMAT, "key list of %zu, over %d", n, TALLY_SA_MAX_N);
+	out->u.key_list.list = calloc(n ? n : 1, sizeof(tally_sa_advert));
+	if (!out->u.key_list.list)
+		return TALLY_ENOMEM;
+	out->u.key_list.n = n;
+	for (size_t i = 0; i < n; i++) {
+		int rc = decode_advert(&out->u.key_list.list[i], kl->adverts[i]);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int decode_reveals(tally_msg *out, const Tally__Reveals *rv)
+{
+	size_t n = rv->n_reveals;
+
+	if (n > TALLY_SA_MAX_N)
+		return tally_err(TALLY_EFORMAT, "%zu reveals, over %d", n, TALLY_SA_MAX_N);
+	out->u.reveals.r = calloc(n ? n : 1, sizeof(tally_sa_reveal));
+	if (!out->u.reveals.r)
+		return TALLY_ENOMEM;
+	out->u.reveals.n = n;
+	for (size_t i = 0; i < n; i++) {
+		const Tally__Reveal *in = rv->reveals[i];
+		tally_sa_reveal *r = &out->u.reveals.r[i];
+
+		if (in->owner >= TALLY_SA_MAX_N || (in->kind != TALLY_SA_REVEAL_B && in->kind != TALLY_SA_REVEAL_S) ||
+		    in->share.len != TALLY_SHAMIR_SHARE_BYTES || tally_shamir_unpack(&r->share, in->share.data))
+			return tally_err(TALLY_EFORMAT, "reveal %zu is malformed", i);
+		r->owner = in->owner;
+		r->kind = (uint8_t)in->kind;
+	}
+	return 0;
+}
+
+static int wire_decode_secagg(tally_msg *out, const Tally__Envelope *e)
+{
+	int rc;
+
+	switch (e->body_case) {
+	case TALLY__ENVELOPE__BODY_ADVERT:
+		out->type = TALLY_MSG_ADVERT;
+		return decode_advert(&out->u.advert, e->advert);
+	case TALLY__ENVELOPE__BODY_KEY_LIST:
+		out->type = TALLY_MSG_KEY_LIST;
+		return decode_key_list(out, e->key_list);
+	case TALLY__ENVELOPE__BODY_SHARES:
+		out->type = TALLY_MSG_SHARES;
+		if ((rc = decode_boxes(out, e->shares->boxes, e->shares->n_boxes)))
+			return rc;
+		return decode_ids(&out->u.boxes.ids, &out->u.boxes.n_ids, e->shares->rejected, e->shares->n_rejected,
+				  "shares.rejected");
+	case TALLY__ENVELOPE__BODY_RELAY:
+		out->type = TALLY_MSG_RELAY;
+		if ((rc = decode_boxes(out, e->relay->boxes, e->relay->n_boxes)))
+			return rc;
+		return decode_ids(&out->u.boxes.ids, &out->u.boxes.n_ids, e->relay->u2, e->relay->n_u2, "relay.u2");
+	case TALLY__ENVELOPE__BODY_RELAY_ACK:
+		out->type = TALLY_MSG_RELAY_ACK;
+		return decode_ids(&out->u.boxes.ids, &out->u.boxes.n_ids, e->relay_ack->rejected,
+				  e->relay_ack->n_rejected, "relay_ack.rejected");
+	case TALLY__ENVELOPE__BODY_UNMASK_REQUEST:
+		out->type = TALLY_MSG_UNMASK_REQUEST;
+		if ((rc = decode_ids(&out->u.unmask.dropped, &out->u.unmask.n_dropped, e->unmask_request->dropped,
+				     e->unmask_request->n_dropped, "unmask_request.dropped")))
+			return rc;
+		return decode_ids(&out->u.unmask.survivors, &out->u.unmask.n_survivors, e->unmask_request->survivors,
+				  e->unmask_request->n_survivors, "unmask_request.survivors");
+	case TALLY__ENVELOPE__BODY_REVEALS:
+		out->type = TALLY_MSG_REVEALS;
+		return decode_reveals(out, e->reveals);
+	default:
+		return tally_err(TALLY_EFORMAT, "envelope has no known body");
+	}
+}
+
+static void wire_clear_secagg(tally_msg *m)
+{
+	switch (m->type) {
+	case TALLY_MSG_ROUND_START:
+		free(m->u.round_start.secagg.participants);
+		break;
+	case TALLY_MSG_KEY_LIST:
+		free(m->u.key_list.list);
+		break;
+	case TALLY_MSG_SHARES:
+	case TALLY_MSG_RELAY:
+	case TALLY_MSG_RELAY_ACK:
+		free(m->u.boxes.boxes);
+		free(m->u.boxes.ids);
+		break;
+	case TALLY_MSG_UNMASK_REQUEST:
+		free(m->u.unmask.dropped);
+		free(m->u.unmask.survivors);
+		break;
+	case TALLY_MSG_REVEALS:
+		if (m->u.reveals.r)
+			sodium_memzero(m->u.reveals.r, m->u.reveals.n * sizeof(tally_sa_reveal));
+		free(m->u.reveals.r);
+		break;
+	default:
+		break;
+	}
 }

@@ -23,6 +23,7 @@ const tally_cfg_field worker_schema[] = {
 	S("worker.coordinator", "coordinator", coordinator, "tcp://127.0.0.1:7070", "the coordinator's endpoint"),
 	S("worker.coordinator_key", "coordinator-key", coordinator_key, "coordinator.pub", "the coordinator's public key file"),
 	S("worker.key", "key", key, "worker.key", "this worker's CURVE key file (enrolled with the coordinator)"),
+	S("worker.roster", "roster", roster, "", "peers' public keys (folder of .pub files or roster file), for secure aggregation"),
 	B("worker.insecure", "insecure", insecure, "false", "plain TCP without CURVE (testing only)"),
 	S("worker.log_level", "log-level", log_level, "info", "debug, info, warn or error"),
 	I("worker.threads", "threads", threads, 1, 256, "1", "OpenBLAS threads used for training"),

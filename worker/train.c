@@ -66,6 +66,7 @@ void worker_job_free(worker_job **jp)
 	tally_model_destroy(&j->model);
 	free(j->global);
 	free(j->update);
+	free(j->masked);
 	free(j->chunk_digests);
 	free(j);
 	*jp = NULL;
@@ -106,8 +107,10 @@ static void *train_main(void *arg)
 		for (size_t i = 0; j->rc == 0 && i < n; i++)
 			j->update[i] = j->model->params[i] - j->global[i];
 	}
+	j->payload = (const uint32_t *)j->update;
+	j->payload_words = n;
 	j->n_chunks = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
-	if (j->rc == 0)
+	if (j->rc == 0 && !j->secure) /* a secure round digests its masked vector instead */
 		j->rc = tally_digest_tensor(j->update, n, TALLY_CHUNK_FLOATS, j->digest, j->chunk_digests);
 	j->seconds = now_s() - t0;
 	zmq_send(w->pipe_thread, "", 0, 0);
@@ -123,6 +126,7 @@ int worker_train_start(worker *w)
 	if (!j)
 		return TALLY_ENOMEM;
 	j->round = w->round;
+	j->secure = w->sa != NULL;
 	j->opts = w->opts;
 	/* Each partition shuffles in its own order: mix the partition into the round's seed (FNV-1a). */
 	for (const char *p = w->cfg.partition; *p; p++)

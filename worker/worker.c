@@ -25,7 +25,7 @@ int64_t worker_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int send_msg(worker *w, tally_msg *m, const void *data, size_t len)
+int worker_send(worker *w, tally_msg *m, const void *data, size_t len)
 {
 	int rc;
 
@@ -111,7 +111,7 @@ static int open_socket(worker *w)
 	w->connect_started_ms = worker_now_ms();
 	snprintf(hello.u.hello.name, sizeof(hello.u.hello.name), "%s", w->cfg.name);
 	hello.u.hello.examples = w->data ? w->data->n : 1;
-	return send_msg(w, &hello, NULL, 0);
+	return worker_send(w, &hello, NULL, 0);
 }
 
 /* Drops the round in progress (model download or upload); a running training job is discarded
@@ -122,6 +122,7 @@ static void drop_round(worker *w)
 	w->incoming = NULL;
 	free(w->incoming_digests);
 	w->incoming_digests = NULL;
+	worker_sa_end(w);
 	if (w->phase != WS_TRAINING || !w->thread_running)
 		w->phase = WS_IDLE;
 }
@@ -156,13 +157,17 @@ int worker_init(worker *w)
 	w->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->cfg.insecure) {
 		tally_warn("--insecure: plain TCP without encryption; the model and updates travel in the clear");
-	} else {
-		if ((rc = tally_keypair_load(&w->keys, w->cfg.key)) ||
-		    (rc = tally_pubkey_load(w->cfg.coordinator_key, w->server_key, NULL)))
+		/* The key file, when there is one, still gives the identity secure aggregation needs. */
+		if (access(w->cfg.key, F_OK) == 0 && (rc = tally_keypair_load(&w->keys, w->cfg.key)))
 			return rc;
-		if (!w->cfg.name[0])
-			snprintf(w->cfg.name, sizeof(w->cfg.name), "%s", w->keys->name);
+	} else if ((rc = tally_keypair_load(&w->keys, w->cfg.key)) ||
+		   (rc = tally_pubkey_load(w->cfg.coordinator_key, w->server_key, NULL))) {
+		return rc;
 	}
+	if (w->keys && !w->cfg.name[0])
+		snprintf(w->cfg.name, sizeof(w->cfg.name), "%s", w->keys->name);
+	if (w->cfg.roster[0] && (rc = tally_roster_load(&w->roster, w->cfg.roster)))
+		return rc;
 	if (!w->cfg.name[0])
 		snprintf(w->cfg.name, sizeof(w->cfg.name), "worker");
 	rc = worker_load_data(w);
@@ -194,6 +199,7 @@ void worker_fini(worker *w)
 	if (w->ctx)
 		zmq_ctx_term(w->ctx);
 	tally_keypair_destroy(&w->keys);
+	tally_roster_destroy(&w->roster);
 	tally_dataset_destroy(&w->data);
 	if (w->signal_fd >= 0)
 		close(w->signal_fd);
@@ -207,7 +213,7 @@ static void refuse(worker *w, const char *reason)
 
 	tally_warn("refused a message from the coordinator: %s", reason);
 	snprintf(m.u.text.reason, sizeof(m.u.text.reason), "%s", reason);
-	send_msg(w, &m, NULL, 0);
+	worker_send(w, &m, NULL, 0);
 }
 
 /* Checks that the announced model fits this worker's data. */
@@ -260,6 +266,11 @@ static void on_round_start(worker *w, const tally_msg *m)
 	w->opts = m->u.round_start.train;
 	memcpy(w->model_digest, m->u.round_start.model_digest, TALLY_DIGEST_BYTES);
 	w->phase = WS_RECEIVING;
+	if (m->u.round_start.secure && worker_sa_start(w, m)) {
+		tally_error("round %llu: cannot take part in secure aggregation: %s", (unsigned long long)m->round,
+			    tally_errmsg());
+		drop_round(w);
+	}
 }
 
 static void on_model_chunk(worker *w, tally_inmsg *in)
@@ -292,16 +303,38 @@ static void on_model_chunk(worker *w, tally_inmsg *in)
 	tally_info("round %llu: training on %u examples", (unsigned long long)w->round, w->data ? w->data->n : 0);
 }
 
+/* Offers a finished update (masked first in a secure round); the loop then serves its chunks. */
+static void offer(worker *w, worker_job *j)
+{
+	tally_msg m = {.type = TALLY_MSG_UPDATE_READY};
+
+	if (j->secure && worker_sa_mask(w, j)) {
+		tally_error("round %llu: masking failed: %s", (unsigned long long)j->round, tally_errmsg());
+		worker_job_free(&j);
+		w->phase = WS_IDLE;
+		return;
+	}
+	m.round = j->round;
+	m.u.update_ready = (typeof(m.u.update_ready)){
+		.examples = j->stats.examples, .n_params = j->payload_words, .n_chunks = j->n_chunks,
+		.chunk_digests = j->chunk_digests, .train_loss = j->stats.loss,
+		.train_accuracy = j->stats.accuracy, .seconds = j->seconds,
+	};
+	memcpy(m.u.update_ready.digest, j->digest, TALLY_DIGEST_BYTES);
+	worker_send(w, &m, NULL, 0);
+	w->upload = j;
+	w->phase = WS_UPLOADING;
+}
+
 static void on_train_done(worker *w)
 {
 	worker_job *j = worker_train_join(w);
-	tally_msg m = {.type = TALLY_MSG_UPDATE_READY};
 
 	free(w->incoming);
 	w->incoming = NULL;
 	if (!j)
 		return;
-	if (w->phase != WS_TRAINING || j->round != w->round) {
+	if (w->phase != WS_TRAINING || j->round != w->round || (j->secure && !w->sa)) {
 		worker_job_free(&j);
 		return;
 	}
@@ -312,18 +345,13 @@ static void on_train_done(worker *w)
 		w->phase = WS_IDLE;
 		return;
 	}
-	m.round = j->round;
-	m.u.update_ready = (typeof(m.u.update_ready)){
-		.examples = j->stats.examples, .n_params = j->model->n_params, .n_chunks = j->n_chunks,
-		.chunk_digests = j->chunk_digests, .train_loss = j->stats.loss,
-		.train_accuracy = j->stats.accuracy, .seconds = j->seconds,
-	};
-	memcpy(m.u.update_ready.digest, j->digest, TALLY_DIGEST_BYTES);
 	tally_info("round %llu: trained in %.1f s, loss %.4f, accuracy %.4f", (unsigned long long)j->round,
 		   j->seconds, j->stats.loss, j->stats.accuracy);
-	send_msg(w, &m, NULL, 0);
-	w->upload = j;
-	w->phase = WS_UPLOADING;
+	if (j->secure && !worker_sa_ready_to_mask(w)) {
+		w->pending = j; /* offered once the share relay has been received */
+		return;
+	}
+	offer(w, j);
 }
 
 static void on_chunk_request(worker *w, const tally_msg *m)
@@ -334,10 +362,9 @@ static void on_chunk_request(worker *w, const tally_msg *m)
 	if (!w->upload || m->round != w->upload->round || i >= w->upload->n_chunks)
 		return refuse(w, "chunk request for an update this worker does not hold");
 	off = i * TALLY_CHUNK_FLOATS;
-	len = w->upload->model->n_params - off < TALLY_CHUNK_FLOATS ? w->upload->model->n_params - off
-								     : TALLY_CHUNK_FLOATS;
+	len = w->upload->payload_words - off < TALLY_CHUNK_FLOATS ? w->upload->payload_words - off : TALLY_CHUNK_FLOATS;
 	r.u.chunk.index = i;
-	send_msg(w, &r, w->upload->update + off, len * sizeof(float));
+	worker_send(w, &r, w->upload->payload + off, len * sizeof(uint32_t));
 }
 
 static void on_message(worker *w, tally_inmsg *in)
@@ -365,9 +392,22 @@ static void on_message(worker *w, tally_inmsg *in)
 	case TALLY_MSG_MODEL_CHUNK: on_model_chunk(w, in); break;
 	case TALLY_MSG_CHUNK_REQUEST: on_chunk_request(w, m); break;
 	case TALLY_MSG_ROUND_END:
+		if (m->round == w->round)
+			worker_sa_end(w);
 		if (w->upload && m->round == w->upload->round) {
 			worker_job_free(&w->upload);
 			w->phase = WS_IDLE;
+		}
+		break;
+	case TALLY_MSG_KEY_LIST:
+	case TALLY_MSG_RELAY:
+	case TALLY_MSG_UNMASK_REQUEST:
+		worker_sa_on_message(w, m);
+		if (w->pending && worker_sa_ready_to_mask(w)) {
+			worker_job *j = w->pending;
+
+			w->pending = NULL;
+			offer(w, j);
 		}
 		break;
 	case TALLY_MSG_BYE:
@@ -427,7 +467,7 @@ static void check_timers(worker *w)
 		tally_msg hb = {.type = TALLY_MSG_HEARTBEAT, .round = w->round};
 
 		hb.u.heartbeat.seq = ++w->hb_seq;
-		send_msg(w, &hb, NULL, 0);
+		worker_send(w, &hb, NULL, 0);
 	}
 }
 
@@ -464,7 +504,7 @@ int worker_run(worker *w)
 		tally_msg bye = {.type = TALLY_MSG_BYE, .round = w->round};
 
 		snprintf(bye.u.text.reason, sizeof(bye.u.text.reason), "worker stopped by a signal");
-		send_msg(w, &bye, NULL, 0);
+		worker_send(w, &bye, NULL, 0);
 	}
 	return 0;
 }

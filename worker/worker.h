@@ -12,6 +12,7 @@
 #include "tally/ml.h"
 #include "tally/model.h"
 #include "tally/net.h"
+#include "tally/secagg.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -22,6 +23,7 @@ typedef struct worker_config {
 	char coordinator[256];
 	char coordinator_key[1024];
 	char key[1024];
+	char roster[1024];
 	bool insecure;
 	char log_level[16];
 	int64_t threads, reconnect_min_ms, reconnect_max_ms, hello_timeout_ms;
@@ -54,6 +56,10 @@ typedef struct worker_job {
 	int rc;
 	char err[256];
 	float *update;            /* model - global, n_params */
+	uint32_t *masked;         /* secure rounds: the masked ring vector, owned */
+	const uint32_t *payload;  /* what is uploaded: update (plain) or masked (secure) */
+	size_t payload_words;
+	bool secure;              /* set at start: the round uses secure aggregation */
 	tally_digest digest;
 	tally_digest *chunk_digests;
 	size_t n_chunks;
@@ -86,6 +92,10 @@ typedef struct worker {
 	bool thread_running;
 	worker_job *job;              /* owned by the thread while it runs */
 	worker_job *upload;           /* the update being pulled, owned by the loop */
+	worker_job *pending;          /* secure rounds: trained, waiting for the share relay */
+	tally_sa_client *sa;          /* secure aggregation state of the round, or NULL */
+	tally_roster *roster;         /* peers' identity keys, for secure aggregation */
+	uint64_t max_weight;
 	void *monitor;                /* PAIR socket receiving the DEALER's handshake events */
 	unsigned monitor_seq;
 } worker;
@@ -104,5 +114,14 @@ int worker_train_start(worker *w);
 /* Joins the finished thread and returns its job (the caller owns it). */
 worker_job *worker_train_join(worker *w);
 void worker_job_free(worker_job **jp);
+
+/* secure.c: the worker's part in secure aggregation */
+int worker_sa_start(worker *w, const tally_msg *round_start);
+void worker_sa_on_message(worker *w, const tally_msg *m);
+/* Masks a trained job's update in place of its plain payload. */
+int worker_sa_mask(worker *w, worker_job *j);
+bool worker_sa_ready_to_mask(const worker *w);
+void worker_sa_end(worker *w);
+int worker_send(worker *w, tally_msg *m, const void *data, size_t len);
 
 #endif

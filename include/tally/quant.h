@@ -28,7 +28,9 @@ uint32_t tally_quant_ring_bits(uint64_t n, uint64_t max_weight, uint64_t qrange)
 /*
  * Encodes x[0..n) with weight w into out[0..n] (n + 1 elements: the last is w), as u32 or u64
  * words per q->ring_bits (out points to uint32_t or uint64_t storage). rng draws the rounding.
- * Errors: TALLY_ENONFINITE for a NaN or infinite x, TALLY_EINVAL for w == 0 or bad parameters.
+ * Errors: TALLY_ENONFINITE for a NaN or infinite x, TALLY_EINVAL for w == 0 or bad parameters
+ * (including a w for which w * (qrange + 1) alone does not fit the ring); on error neither out
+ * nor rng has been touched. Any thread (with its own rng).
  */
 int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out);
 

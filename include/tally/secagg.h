@@ -127,6 +127,10 @@ int tally_sa_client_mask(tally_sa_client *c, const float *update, uint64_t w, ta
  */
 int tally_sa_client_unmask(tally_sa_client *c, const uint32_t *dropped, size_t n_dropped,
 			   const uint32_t *survivors, size_t n_survivors, tally_sa_reveal **out, size_t *n_out);
+/* Whether the relay has been received, so that tally_sa_client_mask may run. */
+bool tally_sa_client_can_mask(const tally_sa_client *c);
+/* 32-bit words of this round's masked vector. */
+size_t tally_sa_client_words(const tally_sa_client *c);
 /* Wipes and frees what tally_sa_client_unmask returned; accepts NULL. */
 void tally_sa_reveals_free(tally_sa_reveal *r);
 

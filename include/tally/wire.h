@@ -11,13 +11,14 @@
 
 #include "tally/digest.h"
 #include "tally/ml.h"
+#include "tally/secagg.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define TALLY_PROTOCOL_VERSION 1
-#define TALLY_ENVELOPE_MAX (256u * 1024)                    /* largest control frame */
+#define TALLY_ENVELOPE_MAX (2u << 20)                       /* largest control frame */
 #define TALLY_FRAME_MAX (TALLY_CHUNK_FLOATS * 4u + 4096u)  /* ZMQ_MAXMSGSIZE on every socket */
 #define TALLY_NAME_MAX 64
 #define TALLY_TEXT_MAX 256
@@ -37,7 +38,23 @@ typedef enum {
 	TALLY_MSG_ROUND_END,
 	TALLY_MSG_REFUSAL,
 	TALLY_MSG_BYE,
+	TALLY_MSG_ADVERT,
+	TALLY_MSG_KEY_LIST,
+	TALLY_MSG_SHARES,
+	TALLY_MSG_RELAY,
+	TALLY_MSG_RELAY_ACK,
+	TALLY_MSG_UNMASK_REQUEST,
+	TALLY_MSG_REVEALS,
 } tally_msg_type;
+
+/* Secure-aggregation parameters carried by RoundStart. */
+typedef struct tally_wire_secagg {
+	uint32_t k, t, ring_bits;
+	double clip;
+	uint64_t qrange, max_weight;
+	uint32_t n;                  /* participants */
+	char (*participants)[TALLY_NAME_MAX]; /* owned; sorted */
+} tally_wire_secagg;
 
 typedef struct tally_msg {
 	tally_msg_type type;
@@ -54,6 +71,8 @@ typedef struct tally_msg {
 			uint32_t chunk_floats;
 			tally_train_opts train;
 			uint32_t deadline_ms;
+			bool secure;
+			tally_wire_secagg secagg; /* when secure */
 		} round_start;
 		struct { uint64_t index; } chunk; /* MODEL_CHUNK, CHUNK_REQUEST, UPDATE_CHUNK */
 		struct {
@@ -66,6 +85,12 @@ typedef struct tally_msg {
 		} update_ready;
 		struct { bool accepted; char reason[TALLY_TEXT_MAX]; } round_end;
 		struct { char reason[TALLY_TEXT_MAX]; bool final; } text; /* REFUSAL, BYE (final: Bye only) */
+		tally_sa_advert advert;
+		struct { tally_sa_advert *list; size_t n; } key_list;
+		/* SHARES (ids: rejected), RELAY (ids: U2), RELAY_ACK (ids: rejected, no boxes) */
+		struct { tally_sa_box *boxes; size_t n_boxes; uint32_t *ids; size_t n_ids; } boxes;
+		struct { uint32_t *dropped; size_t n_dropped; uint32_t *survivors; size_t n_survivors; } unmask;
+		struct { tally_sa_reveal *r; size_t n; } reveals;
 	} u;
 } tally_msg;
 
@@ -85,7 +110,8 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len);
  */
 int tally_msg_decode(tally_msg *out, const uint8_t *buf, size_t len);
 
-/* Frees what a decoded message owns and zeroes it; accepts an already cleared message. */
+/* Frees what a message owns (decoded, or filled by its sender with malloc'd arrays) and zeroes
+ * it; accepts an already cleared message. Reveal arrays are wiped. */
 void tally_msg_clear(tally_msg *m);
 
 #endif

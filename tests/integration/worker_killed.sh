@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # A worker killed (SIGKILL) while it trains does not stop the round: the round closes at its
-# deadline with the other updates, and the next rounds go on without it.
+# deadline with the other updates, and the next rounds go on without it. (Plain FedAvg: with
+# secure aggregation, dropouts are the subject of secagg_dropouts.sh.)
 source "$(dirname "$0")/lib/common.bash"
 
 keys coordinator w0 w1 w2
 start_coordinator --key "$WORK/keys/coordinator.key" --enrolled "$WORK/enrolled" --rounds 4 \
-	--min-workers 2 --min-participants 2 --quorum 2 --deadline 6 --patience-ms 3000 --epochs 2
+	--min-workers 2 --min-participants 2 --quorum 2 --deadline 6 --patience-ms 3000 --epochs 2 \
+	--no-secure-agg
 start_worker w0 --partition 0/3 --scheme iid
 start_worker w1 --partition 1/3 --scheme iid
 start_worker w2 --partition 2/3 --scheme iid

@@ -90,6 +90,15 @@ static void assert_share_hex(const tally_share *s, const char *want)
 	assert_string_equal(hex, want);
 }
 
+/* Field by field: tally_share has padding after x. */
+static void assert_shares_equal(const tally_share *a, const tally_share *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(a[i].x, b[i].x);
+		assert_memory_equal(a[i].y, b[i].y, sizeof(a[i].y));
+	}
+}
+
 static void fill(tally_rng *r, uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -113,7 +122,7 @@ static void test_split_seeded_known_answer(void **state)
 
 	/* Deterministic in the seed, and the seed matters. */
 	assert_int_equal(tally_shamir_split_seeded(secret, 3, 5, xs, again, seed), 0);
-	assert_memory_equal(again, s, sizeof(s));
+	assert_shares_equal(again, s, 5);
 	memcpy(other_seed, seed, 32);
 	other_seed[31] ^= 1;
 	assert_int_equal(tally_shamir_split_seeded(secret, 3, 5, xs, again, other_seed), 0);
@@ -466,7 +475,7 @@ static void test_split_is_randomised(void **state)
 		assert_memory_not_equal(a[i].y, b[i].y, sizeof(a[i].y));
 	assert_int_equal(tally_shamir_split(secret, 1, 3, xs, a), 0);
 	assert_int_equal(tally_shamir_split(secret, 1, 3, xs, b), 0);
-	assert_memory_equal(a, b, sizeof(a));
+	assert_shares_equal(a, b, 3);
 }
 
 int main(void)

@@ -51,7 +51,7 @@ start_worker() {
 	local name="$1"
 	shift
 	"$BIN/tally-worker" --coordinator "$EP" --key "$WORK/keys/$name.key" \
-		--coordinator-key "$WORK/keys/coordinator.pub" --data-dir "$FMNIST" "$@" \
+		--coordinator-key "$WORK/keys/coordinator.pub" --roster "$WORK/enrolled" --data-dir "$FMNIST" "$@" \
 		>"$WORK/$name.log" 2>&1 &
 	WORKER_PID=$!
 	PIDS+=("$WORKER_PID")
