@@ -35,7 +35,7 @@ const tally_cfg_field coord_schema[] = {
 	S("model.init", "init", init_model, "", "start from this safetensors file instead of random weights"),
 	I("rounds.count", "rounds", rounds, 1, 1e9, "20", "rounds to run"),
 	D("rounds.target_accuracy", "target-accuracy", target_accuracy, 0, 1, "0", "stop once test accuracy reaches this (0: off)"),
-	I("rounds.min_workers", "min-workers", min_workers, 1, 1e6, "2", "live workers needed before a round starts"),
+	I("rounds.min_workers", "min-workers", min_workers, 1, 1e6, "2", "live workers needed before the first round starts"),
 	D("rounds.fraction", "fraction", fraction, 0, 1, "1", "fraction of live workers selected per round"),
 	I("rounds.min_participants", "min-participants", min_participants, 1, 1e6, "2", "at least this many selected per round"),
 	I("rounds.max_participants", "max-participants", max_participants, 0, 1e6, "0", "at most this many per round (0: no limit)"),

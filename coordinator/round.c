@@ -140,7 +140,8 @@ static size_t select_participants(coord *c, int *chosen)
 	for (size_t i = 0; i < c->n_workers; i++)
 		if (c->workers[i].state == W_IDLE)
 			chosen[live++] = (int)i;
-	if (live < (size_t)c->cfg.min_workers || live < (size_t)c->cfg.min_participants)
+	/* The cohort assembles once: later rounds go on with whoever is live. */
+	if ((c->round == 0 && live < (size_t)c->cfg.min_workers) || live < (size_t)c->cfg.min_participants)
 		return 0;
 	qsort_r(chosen, live, sizeof(int), cmp_by_name, c);
 	tally_rng_seed(&rng, (uint64_t)c->cfg.round_seed, c->round + 1);
@@ -510,8 +511,9 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		tl += (double)p->examples * p->train_loss;
 		ta += (double)p->examples * p->train_accuracy;
 	}
-	o = json_pack("{s:I, s:s, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
+	o = json_pack("{s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
 		      "round", (json_int_t)c->round, "run_id", c->cfg.run_id, "applied", applied,
+		      "secure_agg", c->sa != NULL,
 		      "accuracy", number_or_null(c->eval && applied, acc),
 		      "loss", number_or_null(c->eval && applied, loss),
 		      "participants", (json_int_t)c->n_parts, "updates", (json_int_t)done,

@@ -9,8 +9,24 @@
 #include "tally/log.h"
 #include "tally/rng.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * Test-only fault injection: with TALLY_WORKER_FAULT=NAME in the environment, the worker kills
+ * itself (SIGKILL, as a crash would) at the named point of its first secure round, so that tests
+ * can drop workers at exact protocol stages. Points: after-advert, before-input, before-reveal.
+ */
+static void fault_point(const char *name)
+{
+	const char *f = getenv("TALLY_WORKER_FAULT");
+
+	if (f && strcmp(f, name) == 0) {
+		tally_warn("TALLY_WORKER_FAULT=%s: killing this worker", name);
+		raise(SIGKILL);
+	}
+}
 
 int worker_sa_start(worker *w, const tally_msg *m)
 {
@@ -42,6 +58,7 @@ int worker_sa_start(worker *w, const tally_msg *m)
 		w->max_weight = s->max_weight;
 		out.u.advert = adv;
 		rc = worker_send(w, &out, NULL, 0);
+		fault_point("after-advert");
 	}
 	if (rc)
 		worker_sa_end(w);
@@ -89,12 +106,16 @@ static void on_relay(worker *w, const tally_msg *m)
 			   out.u.boxes.n_ids);
 	worker_send(w, &out, NULL, 0);
 	free(out.u.boxes.ids);
+	fault_point("before-input");
 }
 
 static void on_unmask(worker *w, const tally_msg *m)
 {
 	tally_msg out = {.type = TALLY_MSG_REVEALS, .round = m->round};
-	int rc = tally_sa_client_unmask(w->sa, m->u.unmask.dropped, m->u.unmask.n_dropped, m->u.unmask.survivors,
+	int rc;
+
+	fault_point("before-reveal");
+	rc = tally_sa_client_unmask(w->sa, m->u.unmask.dropped, m->u.unmask.n_dropped, m->u.unmask.survivors,
 					m->u.unmask.n_survivors, &out.u.reveals.r, &out.u.reveals.n);
 
 	if (rc == 0) {

@@ -175,7 +175,7 @@ static void test_matches_keystream(void **state)
 	static const uint64_t offsets[] = {0, 1, 3, 15, 16, 17, 4095, 4096, 4097, 12345, 1u << 20};
 	static const size_t lens[] = {0, 1, 5, 16, 17, 4096, 4111, 10000};
 	uint8_t key[32];
-	uint32_t *v = malloc(10000 * sizeof(*v));
+	uint32_t *v = malloc(10001 * sizeof(*v));
 	uint64_t *w = malloc(10000 * sizeof(*w));
 
 	fill_key(key, 3);
@@ -185,7 +185,7 @@ static void test_matches_keystream(void **state)
 			uint8_t *ks32 = ref_keystream(key, 4 * offsets[o], 4 * n);
 			uint8_t *ks64 = ref_keystream(key, 8 * offsets[o], 8 * n);
 
-			memset(v, 0, 10000 * sizeof(*v));
+			memset(v, 0, 10001 * sizeof(*v));
 			memset(w, 0, 10000 * sizeof(*w));
 			tally_mask_add_u32(v, n, offsets[o], key, +1);
 			tally_mask_add_u64(w, n, offsets[o], key, +1);
