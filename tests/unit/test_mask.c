@@ -257,10 +257,12 @@ static void test_span_guard(void **state)
 
 	assert_int_equal(child_signal(max32 - 16, 16, 0), 0);
 	assert_int_equal(child_signal(max32 - 15, 16, 0), SIGABRT);
+	assert_int_equal(child_signal(max32, 1, 0), SIGABRT); /* block 2^32 would truncate to 0 */
 	assert_int_equal(child_signal(max32 + 1, 0, 0), SIGABRT);
 	assert_int_equal(child_signal(UINT64_MAX / 2, 1, 0), SIGABRT); /* offset * 4 would wrap */
 	assert_int_equal(child_signal(max64 - 8, 8, 1), 0);
 	assert_int_equal(child_signal(max64 - 7, 8, 1), SIGABRT);
+	assert_int_equal(child_signal(max64, 1, 1), SIGABRT);
 }
 
 /* Masking in pieces at arbitrary cut points equals masking the whole vector. */
