@@ -99,16 +99,16 @@ typedef uint32_t u32x4 __attribute__((vector_size(16)));
 typedef uint64_t u64x2 __attribute__((vector_size(16)));
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define VECTOR_LANES 1
+#define LE_VECTORS 1
 #else
-#define VECTOR_LANES 0
+#define LE_VECTORS 0
 #endif
 
 static void add_u32(uint32_t *restrict v, const uint8_t *restrict ks, size_t n, uint32_t neg)
 {
 	size_t i = 0;
 
-	for (; VECTOR_LANES && i + 4 <= n; i += 4) {
+	for (; LE_VECTORS && i + 4 <= n; i += 4) {
 		u32x4 a, m;
 
 		memcpy(&a, v + i, sizeof(a));
@@ -128,7 +128,7 @@ static void add_u64(uint64_t *restrict v, const uint8_t *restrict ks, size_t n, 
 {
 	size_t i = 0;
 
-	for (; VECTOR_LANES && i + 2 <= n; i += 2) {
+	for (; LE_VECTORS && i + 2 <= n; i += 2) {
 		u64x2 a, m;
 
 		memcpy(&a, v + i, sizeof(a));

@@ -202,7 +202,7 @@ static int split(const uint8_t secret[TALLY_SHAMIR_SECRET], uint32_t t, uint32_t
 	uint64_t limbs[TALLY_SHAMIR_ELEMS];
 	int rc;
 
-	assert(secret && (xs && out));
+	assert(secret && xs && out);
 	rc = check_points(t, n, xs, out);
 	if (rc < 0)
 		return rc;

@@ -32,7 +32,8 @@ void tally_mask_kdf(uint8_t key[TALLY_MASK_KEY], const uint8_t secret[32], tally
 
 /*
  * X25519(my_secret, peer_public) then tally_mask_kdf. Both sides of a pair get the same key.
- * Errors: TALLY_ECRYPTO for a low-order peer key (libsodium refuses it).
+ * Errors: TALLY_ECRYPTO with a message for a low-order peer key (libsodium refuses it); key is
+ * then zeroed. The shared point is wiped on every path. Any thread.
  */
 int tally_mask_agree(uint8_t key[TALLY_MASK_KEY], const uint8_t my_secret[32], const uint8_t peer_public[32],
 		     tally_mask_purpose purpose, const uint8_t session[32], uint64_t round, uint64_t length);

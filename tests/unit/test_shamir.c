@@ -157,6 +157,32 @@ static void test_limb_layout(void **state)
 	assert_int_equal(s[0].y[4], (UINT64_C(1) << 48) - 1);
 }
 
+/* The range check's edges: limbs 0..3 below 2^52, the top limb below 2^48 (t = 1: y is the value). */
+static void test_combine_range_edges(void **state)
+{
+	tally_share s = {.x = 5};
+	uint8_t got[32], ff[32];
+
+	memset(ff, 0xff, sizeof(ff));
+	for (int j = 0; j < TALLY_SHAMIR_ELEMS; j++)
+		s.y[j] = (UINT64_C(1) << (j == 4 ? 48 : 52)) - 1;
+	assert_int_equal(tally_shamir_combine(&s, 1, 1, got), 0);
+	assert_memory_equal(got, ff, 32);
+	for (int j = 0; j < TALLY_SHAMIR_ELEMS; j++) {
+		uint64_t keep = s.y[j];
+
+		s.y[j] = keep + 1;
+		memset(got, 0, sizeof(got));
+		assert_int_equal(tally_shamir_combine(&s, 1, 1, got), TALLY_EFORMAT);
+		assert_true(strlen(tally_errmsg()) > 0);
+		s.y[j] = TALLY_SHAMIR_PRIME - 1;
+		assert_int_equal(tally_shamir_combine(&s, 1, 1, got), TALLY_EFORMAT);
+		for (int i = 0; i < 32; i++)
+			assert_int_equal(got[i], 0); /* not written on failure */
+		s.y[j] = keep;
+	}
+}
+
 static void test_combine_known_answer(void **state)
 {
 	uint8_t want[32], got[32];
@@ -483,6 +509,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_seeded_known_answer),
 		cmocka_unit_test(test_limb_layout),
+		cmocka_unit_test(test_combine_range_edges),
 		cmocka_unit_test(test_combine_known_answer),
 		cmocka_unit_test(test_round_trips),
 		cmocka_unit_test(test_every_subset),
