@@ -42,6 +42,7 @@ const tally_cfg_field coord_schema[] = {
 	I("rounds.quorum", "quorum", quorum, 1, 1e6, "1", "updates needed by the deadline for the round to count"),
 	D("rounds.deadline_s", "deadline", deadline_s, 0.1, 86400 * 7, "300", "seconds a round may take"),
 	I("rounds.seed", "seed", round_seed, 0, 9.2e18, "1", "seed of participant selection and training order"),
+	B("rounds.retry_failed", "retry-failed", retry_failed, "true", "retry a round that fails (same number and seeds) instead of moving on"),
 	I("rounds.max_inflight_chunks", "max-inflight", max_inflight_chunks, 1, 1024, "8", "4 MiB update chunks in flight at once (bounds memory)"),
 	I("train.epochs", "epochs", epochs, 1, 100000, "1", "local epochs per round"),
 	I("train.batch_size", "batch-size", batch_size, 1, 65536, "32", "local minibatch size"),

@@ -163,6 +163,7 @@ int coord_send(coord *c, int w, tally_msg *m, const void *data, size_t len, zmq_
 	int rc;
 
 	snprintf(m->run_id, sizeof(m->run_id), "%s", c->cfg.run_id);
+	m->attempt = c->attempt;
 	rc = tally_send(c->router, wk->rid, wk->rid_len, m, data, len, f, hint);
 	if (rc)
 		tally_debug("send to %s failed: %s", wk->name, tally_errmsg());

@@ -36,7 +36,7 @@ typedef struct coord_config {
 	int64_t epochs, batch_size, max_inflight_chunks;
 	double lr, momentum, weight_decay, prox_mu;
 	char eval_images[1024], eval_labels[1024];
-	bool secure_agg, semi_malicious;
+	bool secure_agg, semi_malicious, retry_failed;
 	double sa_clip, sa_gamma, sa_delta, sa_stage_s;
 	int64_t sa_qrange;
 } coord_config;
@@ -100,6 +100,9 @@ typedef struct coord {
 	tally_dataset *eval;
 
 	uint64_t round;                /* the round in progress or last finished */
+	uint64_t attempt;              /* random id of this attempt at the round (a retry gets another) */
+	uint32_t attempts;             /* attempts at the current round number so far */
+	int64_t next_round_at_ms;      /* a failed round is retried no sooner than this */
 	bool round_open;
 	int64_t round_started_ms, round_deadline_ms;
 	coord_participant *parts;

@@ -19,6 +19,7 @@
 #include "tally/log.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,8 @@ static void start_round(coord *c)
 		return;
 	}
 	c->round++;
+	c->attempts++;
+	randombytes_buf(&c->attempt, sizeof(c->attempt));
 	c->n_parts = k;
 	c->round_open = true;
 	c->round_started_ms = coord_now_ms();
@@ -407,7 +410,12 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 	finish_part(c, p, P_DONE, "update aggregated");
 }
 
-/* Issues chunk requests while the global window has room, one participant at a time. */
+/*
+ * Issues chunk requests while the global window has room, one participant at a time, in
+ * participant order. A plain round adds floats, whose sum depends on the order of the terms, so
+ * it also waits for each participant in turn: the sum is then the same bits on every run.
+ * A secure round adds in an integer ring, where order does not matter.
+ */
 static void schedule_pulls(coord *c)
 {
 	if (c->sa && tally_sa_server_stage(c->sa) != TALLY_SA_INPUT)
@@ -421,6 +429,8 @@ static void schedule_pulls(coord *c)
 		}
 		if (p->state == P_READY)
 			p->state = P_PULLING;
+		if (p->state == P_TRAINING && !c->sa)
+			return; /* keep the order: the next update to add is this one */
 		if (p->state != P_PULLING && p->state != P_UNDOING)
 			continue;
 		while (p->next_request < p->n_chunks && c->inflight < (size_t)c->cfg.max_inflight_chunks) {
@@ -440,7 +450,8 @@ static void schedule_pulls(coord *c)
 
 void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
 {
-	coord_participant *p = c->round_open && in->msg.round == c->round ? find_part(c, worker) : NULL;
+	coord_participant *p = c->round_open && in->msg.round == c->round && in->msg.attempt == c->attempt
+				       ? find_part(c, worker) : NULL;
 	tally_msg_type t = in->msg.type;
 
 	if (c->sa && p && p->state != P_FAILED && (t == TALLY_MSG_ADVERT || t == TALLY_MSG_SHARES ||
@@ -511,8 +522,9 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		tl += (double)p->examples * p->train_loss;
 		ta += (double)p->examples * p->train_accuracy;
 	}
-	o = json_pack("{s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
-		      "round", (json_int_t)c->round, "run_id", c->cfg.run_id, "applied", applied,
+	o = json_pack("{s:I, s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
+		      "round", (json_int_t)c->round, "attempt", (json_int_t)c->attempts, "run_id", c->cfg.run_id,
+		      "applied", applied,
 		      "secure_agg", c->sa != NULL,
 		      "accuracy", number_or_null(c->eval && applied, acc),
 		      "loss", number_or_null(c->eval && applied, loss),
@@ -598,6 +610,15 @@ static void close_round(coord *c)
 		tally_info("round %llu: %u update(s), %.1f s", (unsigned long long)c->round, c->agg->updates, secs);
 	release_parts(c, applied);
 	coord_sa_end(c);
+	if (applied || !c->cfg.retry_failed) {
+		c->attempts = 0;
+	} else {
+		/* The same round number again: the same seeds, so a run with a retried round ends
+		 * with the model of a run without one. */
+		tally_info("round %llu will be tried again", (unsigned long long)c->round);
+		c->round--;
+		c->next_round_at_ms = coord_now_ms() + 1000;
+	}
 	for (size_t i = 0; i < c->n_parts; i++)
 		free(c->parts[i].chunk_digests);
 	free(c->parts);
@@ -632,7 +653,7 @@ static void enforce_deadline(coord *c)
 void coord_round_tick(coord *c)
 {
 	if (!c->round_open) {
-		if ((int64_t)c->round < c->cfg.rounds && !c->stopping)
+		if ((int64_t)c->round < c->cfg.rounds && !c->stopping && coord_now_ms() >= c->next_round_at_ms)
 			start_round(c);
 		return;
 	}

@@ -470,6 +470,8 @@ static int train_epoch(tally_model *m, const struct tally_dataset *d, trainer *t
 		uint32_t rows = n - start < t->s.cap ? (uint32_t)(n - start) : t->s.cap;
 		double batch_loss = 0;
 
+		if (o->cancel && *o->cancel)
+			return tally_err(TALLY_ESTOPPED, "training cancelled");
 		gather(&t->s, d, t->order, start, rows);
 		forward(m, &t->s, rows);
 		softmax_xent(t->s.act[m->n_layers], t->s.y, rows, classes, t->s.dz,
@@ -531,7 +533,7 @@ int tally_train(tally_model *m, const struct tally_dataset *d, const uint32_t *i
 	if (!rc && !all_finite(m->params, m->n_params))
 		rc = tally_err(TALLY_ENONFINITE, "training diverged: a parameter became non-finite "
 			       "(try a lower lr)");
-	if (rc == TALLY_ENONFINITE)
+	if ((rc == TALLY_ENONFINITE || rc == TALLY_ESTOPPED) && t.backup)
 		memcpy(m->params, t.backup, m->n_params * sizeof(float));
 	if (!rc && stats) {
 		stats->loss = loss / (double)n;

@@ -126,6 +126,7 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	env.version = TALLY_PROTOCOL_VERSION;
 	env.run_id = (char *)m->run_id;
 	env.round = m->round;
+	env.attempt = m->attempt;
 	cr.index = m->u.chunk.index;
 	switch (m->type) {
 	case TALLY_MSG_HELLO:
@@ -406,6 +407,7 @@ int tally_msg_decode(tally_msg *out, const uint8_t *buf, size_t len)
 		goto out;
 	}
 	out->round = e->round;
+	out->attempt = e->attempt;
 	rc = copy_ident(out->run_id, sizeof(out->run_id), e->run_id, "run_id", true);
 	if (rc == 0)
 		rc = decode_body(out, e);

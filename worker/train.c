@@ -126,8 +126,10 @@ int worker_train_start(worker *w)
 	if (!j)
 		return TALLY_ENOMEM;
 	j->round = w->round;
+	j->attempt = w->attempt;
 	j->secure = w->sa != NULL;
 	j->opts = w->opts;
+	j->opts.cancel = &j->cancel;
 	/* Each partition shuffles in its own order: mix the partition into the round's seed (FNV-1a). */
 	for (const char *p = w->cfg.partition; *p; p++)
 		j->opts.seed = (j->opts.seed ^ (uint8_t)*p) * 0x100000001b3ULL;

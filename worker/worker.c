@@ -32,6 +32,8 @@ int worker_send(worker *w, tally_msg *m, const void *data, size_t len)
 	if (!w->sock)
 		return TALLY_EAGAIN;
 	snprintf(m->run_id, sizeof(m->run_id), "%s", w->run_id);
+	if (m->type != TALLY_MSG_HELLO && m->type != TALLY_MSG_HEARTBEAT && m->type != TALLY_MSG_BYE)
+		m->attempt = w->attempt;
 	rc = tally_send(w->sock, NULL, 0, m, data, len, NULL, NULL);
 	if (rc == 0)
 		w->last_sent_ms = worker_now_ms();
@@ -235,12 +237,16 @@ static void on_round_start(worker *w, const tally_msg *m)
 	size_t nc;
 	tally_model *probe = NULL;
 
-	if (w->thread_running) {
-		refuse(w, "still training the previous round");
-		return;
+	if (w->thread_running) { /* a newer round (or a new attempt) replaces the one in training */
+		worker_job *old;
+
+		w->job->cancel = 1;
+		old = worker_train_join(w);
+		worker_job_free(&old);
 	}
 	worker_job_free(&w->upload);
 	drop_round(w);
+	w->attempt = m->attempt;
 	if (check_arch(w, m->u.round_start.arch) || tally_model_new(&probe, w->dims, w->n_layers)) {
 		refuse(w, tally_errmsg());
 		return;
@@ -334,7 +340,7 @@ static void on_train_done(worker *w)
 	w->incoming = NULL;
 	if (!j)
 		return;
-	if (w->phase != WS_TRAINING || j->round != w->round || (j->secure && !w->sa)) {
+	if (w->phase != WS_TRAINING || j->round != w->round || j->attempt != w->attempt || (j->secure && !w->sa)) {
 		worker_job_free(&j);
 		return;
 	}
@@ -359,12 +365,19 @@ static void on_chunk_request(worker *w, const tally_msg *m)
 	tally_msg r = {.type = TALLY_MSG_UPDATE_CHUNK, .round = m->round};
 	size_t i = m->u.chunk.index, off, len;
 
-	if (!w->upload || m->round != w->upload->round || i >= w->upload->n_chunks)
+	if (!w->upload || m->round != w->upload->round || m->attempt != w->upload->attempt || i >= w->upload->n_chunks)
 		return refuse(w, "chunk request for an update this worker does not hold");
 	off = i * TALLY_CHUNK_FLOATS;
 	len = w->upload->payload_words - off < TALLY_CHUNK_FLOATS ? w->upload->payload_words - off : TALLY_CHUNK_FLOATS;
 	r.u.chunk.index = i;
 	worker_send(w, &r, w->upload->payload + off, len * sizeof(uint32_t));
+}
+
+/* Messages that belong to the round in progress (everything but RoundStart and session ones). */
+static bool is_round_message(tally_msg_type t)
+{
+	return t == TALLY_MSG_MODEL_CHUNK || t == TALLY_MSG_CHUNK_REQUEST || t == TALLY_MSG_ROUND_END ||
+	       t == TALLY_MSG_KEY_LIST || t == TALLY_MSG_RELAY || t == TALLY_MSG_UNMASK_REQUEST;
 }
 
 static void on_message(worker *w, tally_inmsg *in)
@@ -373,6 +386,10 @@ static void on_message(worker *w, tally_inmsg *in)
 
 	if (w->run_id[0] && strcmp(m->run_id, w->run_id) != 0 && m->type != TALLY_MSG_WELCOME)
 		return refuse(w, "wrong run id");
+	if (is_round_message(m->type) && (m->round != w->round || m->attempt != w->attempt)) {
+		tally_debug("ignored a stale %s for round %llu", tally_msg_type_name(m->type), (unsigned long long)m->round);
+		return;
+	}
 	switch (m->type) {
 	case TALLY_MSG_WELCOME:
 		snprintf(w->run_id, sizeof(w->run_id), "%s", m->run_id);

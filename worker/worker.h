@@ -60,6 +60,8 @@ typedef struct worker_job {
 	const uint32_t *payload;  /* what is uploaded: update (plain) or masked (secure) */
 	size_t payload_words;
 	bool secure;              /* set at start: the round uses secure aggregation */
+	volatile int cancel;      /* set by the loop to stop training early (a newer round began) */
+	uint64_t attempt;
 	tally_digest digest;
 	tally_digest *chunk_digests;
 	size_t n_chunks;
@@ -81,7 +83,7 @@ typedef struct worker {
 	uint64_t hb_seq;
 
 	/* the round in progress */
-	uint64_t round;
+	uint64_t round, attempt;
 	uint32_t dims[TALLY_MODEL_MAX_LAYERS + 1], n_layers;
 	tally_train_opts opts;
 	tally_digest model_digest;

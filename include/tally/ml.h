@@ -39,6 +39,9 @@ typedef struct tally_train_opts {
 	float weight_decay;   /* >= 0; wd*p is added to the gradient of every parameter (torch) */
 	float prox_mu;        /* >= 0; FedProx: mu*(p - global) is added to the gradient */
 	uint64_t seed;        /* drives the shuffling order of every epoch */
+	/* When not NULL and set (by another thread), training stops at the next batch with
+	 * TALLY_ESTOPPED and the model is restored. Not part of the wire format. */
+	const volatile int *cancel;
 } tally_train_opts;
 
 typedef struct tally_train_stats {

@@ -60,6 +60,7 @@ typedef struct tally_msg {
 	tally_msg_type type;
 	char run_id[TALLY_NAME_MAX];
 	uint64_t round;
+	uint64_t attempt;
 	union {
 		struct { char name[TALLY_NAME_MAX]; uint64_t examples; } hello;
 		struct { uint32_t heartbeat_ms, patience_ms; } welcome;
