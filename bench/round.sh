@@ -2,7 +2,8 @@
 # round.sh: the coordinator's full-round time and peak memory over CURVE on loopback, for N workers
 # and models of ~1e5, ~1e6 and ~1e7 parameters. Workers run `--no-train --format none`, which sends
 # a synthetic update at once, so that coordination alone is measured: model broadcast, update pull,
-# digest checks, aggregation, checkpoint.
+# digest checks, aggregation. (metrics.jsonl's `seconds` ends when the round closes, before the
+# mean is applied and the checkpoint written.)
 #
 # For each cell it prints the median round time over rounds 2..R (from state_dir/metrics.jsonl),
 # that time against a wire-bound estimate (N x model bytes at 0.7 GB/s, one CURVE link's rate in
@@ -11,7 +12,7 @@
 # 32 workers and 1e7 parameters, i.e. the coordinator never holds N updates.
 #
 # usage: bench/round.sh [--quick] [--rounds R] [--bin DIR] [--keep]
-#   --quick     N in {2, 8} and ~1e5, ~1e6 parameters only (about a minute)
+#   --quick     N in {2, 8} and ~1e5, ~1e6 parameters only (a few seconds)
 #   --rounds R  rounds per cell (default 4; at least 2, round 1 is not counted)
 #   --bin DIR   where tally-coordinator, tally-worker and keygen_helper are
 #               (default: $TALLY_BIN_DIR, else build-bench/bin next to this folder)
@@ -24,8 +25,10 @@ BIN=${TALLY_BIN_DIR:-$here/../build-bench/bin}
 QUICK=0
 KEEP=0
 ROUNDS=4
-CELL_TIMEOUT=240   # seconds one cell may take before it is declared hung
+CELL_TIMEOUT=${CELL_TIMEOUT:-240}   # seconds one cell may take before it is declared hung
 WIRE_GBS=0.7       # one CURVE connection, 4 MiB frames (DESIGN.md "Physical limits")
+TIME_BIN=${TIME_BIN-/usr/bin/time}  # GNU time for peak RSS; set empty to sample VmHWM instead
+[ -z "$TIME_BIN" ] || [ -x "$TIME_BIN" ] || TIME_BIN=""
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -127,21 +130,18 @@ run_cell() {
 
 	mkdir -p "$cell/state"
 	t0=$SECONDS
-	if [ -x /usr/bin/time ]; then
-		/usr/bin/time -f %M -o "$cell/maxrss.kib" "$BIN/tally-coordinator" \
-			--bind 'tcp://127.0.0.1:*' --endpoint-file "$cell/endpoint" --state-dir "$cell/state" \
-			--key "$WORK/keys/coordinator.key" --enrolled "$WORK/keys/enrolled" --run-id bench \
-			--model "$arch" --rounds "$ROUNDS" --min-workers "$n" --min-participants "$n" \
-			--quorum "$n" --deadline 180 >"$cell/coord.log" 2>&1 &
-		tpid=$!
+	LAST_RSS_KIB=""
+	CLAIM_ROW="$n $params 0 coordinator did not start"
+	local cmd=("$BIN/tally-coordinator" --bind 'tcp://127.0.0.1:*' --endpoint-file "$cell/endpoint"
+		--state-dir "$cell/state" --key "$WORK/keys/coordinator.key" --enrolled "$WORK/keys/enrolled"
+		--run-id bench --model "$arch" --rounds "$ROUNDS" --min-workers "$n" --min-participants "$n"
+		--quorum "$n" --deadline 180)
+	if [ -n "$TIME_BIN" ]; then
+		"$TIME_BIN" -f %M -o "$cell/maxrss.kib" "${cmd[@]}" >"$cell/coord.log" 2>&1 &
 	else
-		"$BIN/tally-coordinator" \
-			--bind 'tcp://127.0.0.1:*' --endpoint-file "$cell/endpoint" --state-dir "$cell/state" \
-			--key "$WORK/keys/coordinator.key" --enrolled "$WORK/keys/enrolled" --run-id bench \
-			--model "$arch" --rounds "$ROUNDS" --min-workers "$n" --min-participants "$n" \
-			--quorum "$n" --deadline 180 >"$cell/coord.log" 2>&1 &
-		tpid=$!
+		"${cmd[@]}" >"$cell/coord.log" 2>&1 &
 	fi
+	tpid=$!
 	OURS+=("$tpid")
 	for _ in $(seq 100); do
 		[ -s "$cell/endpoint" ] && break
@@ -149,10 +149,12 @@ run_cell() {
 		sleep 0.1
 	done
 	coord_pid=$(pgrep -P "$tpid" | head -n1); coord_pid=${coord_pid:-$tpid}
+	OURS+=("$coord_pid")
 	if [ ! -s "$cell/endpoint" ]; then
 		printf '%4s %-18s %s\n' "$n" "$arch" "coordinator did not start"
 		{ echo "N=$n $arch: coordinator did not start"; tail_logs "$cell"; } >>"$WORK/notes"
 		kill "$coord_pid" 2>/dev/null; wait "$tpid" 2>/dev/null
+		OURS=()
 		return
 	fi
 	ep=$(head -n1 "$cell/endpoint")
@@ -188,6 +190,7 @@ run_cell() {
 		for p in "${wpids[@]}"; do kill "$p" 2>/dev/null; done
 	fi
 	for p in "${wpids[@]}"; do wait "$p" 2>/dev/null; done
+	OURS=()   # all reaped: their ids may now belong to someone else
 	[ -s "$cell/maxrss.kib" ] && rss_kib=$(grep -E '^[0-9]+$' "$cell/maxrss.kib" | tail -n1)
 	[ -n "$rss_kib" ] || rss_kib=$hwm
 
@@ -219,6 +222,7 @@ run_cell() {
 		printf "%4d %-18s %9d %6.1f %8s %8s %8s %7s %8.1f %8.2f %5d  %s\n", n, arch, p, mib, tt, bc, pl, xw,
 		       rssm, rssm / (3 * mib + 100), wall, st }'
 	CLAIM_ROW="$n $params $rss_kib $status"
+	LAST_RSS_KIB=$rss_kib
 }
 
 # ---- the matrix ----
@@ -235,20 +239,30 @@ echo "  workers: tally-worker --no-train --format none (synthetic update, no tra
 echo "  $ROUNDS rounds per cell; round s = median 'seconds' of rounds 2..$ROUNDS in metrics.jsonl"
 echo "  bcast s = round start -> last worker holds the model; pull s = last update offered -> round closed"
 echo "  (both from log timestamps, medians over the same rounds; the rest is the workers' synthetic update)"
-echo "  x wire = round s / (N x model bytes / $WIRE_GBS GB/s); RSS = coordinator peak ($( [ -x /usr/bin/time ] && echo '/usr/bin/time %M' || echo 'VmHWM sampled'))"
+echo "  x wire = round s / (N x model bytes / $WIRE_GBS GB/s); RSS = coordinator peak ($( [ -n "$TIME_BIN" ] && echo "$TIME_BIN %M" || echo 'VmHWM sampled every 0.2 s'))"
 echo "  RSS/lim = RSS / (3 x model bytes + 100 MiB); keys from $KEYGEN; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf '%4s %-18s %9s %6s %8s %8s %8s %7s %8s %8s %5s  %s\n' N arch params "MiB" "round s" "bcast s" \
 	"pull s" "x wire" "RSS MiB" "RSS/lim" "wall" status
 claim=""
+slopes=()
 for size in "${SIZES[@]}"; do
 	set -- $size
+	first=""
 	for n in "${NS[@]}"; do
 		run_cell "$n" "$1" "$2"
 		[ "$n" = 32 ] && [ "$2" = 10017010 ] && claim=$CLAIM_ROW
+		[ -n "$first" ] || first=${LAST_RSS_KIB:-0}
 	done
+	# How the coordinator's memory grows with N, in units of one tensor frame (a chunk).
+	[ -n "$first" ] && [ -n "$LAST_RSS_KIB" ] && [ "$first" != 0 ] && [ "$LAST_RSS_KIB" != 0 ] &&
+	slopes+=("$(awk -v p="$2" -v a="$first" -v b="$LAST_RSS_KIB" -v n0="${NS[0]}" -v n1="${NS[-1]}" 'BEGIN {
+		chunk = (p < 1048576 ? p : 1048576) * 4 / 1048576; d = (b - a) / 1024 / (n1 - n0)
+		printf "info: %d params: coordinator RSS grows %.2f MiB per added worker (N=%d..%d) = %.2f x one %.2f MiB frame",
+		       p, d, n0, n1, d / chunk, chunk }')")
 done
 echo
+[ ${#slopes[@]} = 0 ] || printf '%s\n' "${slopes[@]}"
 if [ -s "$WORK/notes" ]; then
 	echo "notes:"
 	cat "$WORK/notes"

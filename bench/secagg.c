@@ -72,6 +72,42 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Time this thread ran on a CPU: what a section cost when other processes share the cores. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A timed section: wall time (CLOCK_MONOTONIC, what the figures report) and thread CPU time. */
+typedef struct span {
+	double wall, cpu;
+} span;
+
+static span span_start(void)
+{
+	return (span){now_s(), cpu_s()};
+}
+
+/* Adds the time since t0 to *acc and returns the wall time of the section. */
+static double span_add(span *acc, span t0)
+{
+	double wall = now_s() - t0.wall;
+
+	acc->wall += wall;
+	acc->cpu += cpu_s() - t0.cpu;
+	return wall;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
 static void die(const char *what, int rc)
 {
 	fprintf(stderr, "secagg: %s: %s (%s)\n", what, tally_errmsg(), tally_strerror(rc));
@@ -251,17 +287,22 @@ static double agree_baseline(void)
 
 /* ---- one round ---- */
 
+/* Bytes one worker sends (ADVERT, SHARES, RELAY_ACK, the masked vector, REVEALS) and receives. */
+enum { B_ADVERT, B_SHARES, B_ACK, B_MASKED, B_REVEALS, B_KEY_LIST, B_RELAY, B_UNMASK, B_KINDS };
+#define B_SENT_END B_KEY_LIST
+
 typedef struct cell {
 	uint32_t n, k, t, ring, n_drop, n_surv;
 	uint64_t d;
 	bool dropout;
-	double ks, quant, agree;                       /* baselines, s */
-	double w_share, w_recv, w_mask, w_unmask;      /* per survivor, mean s */
-	double w_mask_max;
-	double c_finish, c_calls, c_ring;              /* coordinator, s */
-	double sent, recvd;                            /* per survivor, mean bytes */
-	double sent_masked;                            /* of which the masked vector */
-	double max_err;                                /* of the unmasked mean */
+	double ks, quant, agree;                      /* baselines, s */
+	span w_share, w_recv, w_mask, w_unmask;       /* per survivor, mean */
+	double mask_median, mask_max;                 /* wall, over the survivors */
+	span c_finish, c_calls;                       /* coordinator */
+	uint32_t c_pairs;                             /* pairwise masks it strips: survivor-dropped edges */
+	double c_ring;                                /* the ring sum of the masked inputs, wall */
+	double bytes[B_KINDS];                        /* per survivor, mean */
+	double max_err;                               /* of the unmasked mean */
 } cell;
 
 typedef struct sim {
@@ -272,14 +313,16 @@ typedef struct sim {
 	tally_sa_client **cl;
 	bool *drops;             /* vanishes after share keys */
 	double *offset;          /* worker i's update is base + offset[i] */
+	double *mask_wall;       /* per survivor, in order */
+	size_t n_mask_wall;
 	float *base, *update;
 	uint32_t *ring;
-	double *bytes_sent, *bytes_recv;
+	double (*bytes)[B_KINDS];
 	uint64_t seed;
 } sim;
 
 /* Encodes m as the daemons would and returns the envelope's size. */
-static size_t envelope_bytes(tally_msg *m, uint64_t round_no)
+static double envelope_bytes(tally_msg *m, uint64_t round_no)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -288,51 +331,51 @@ static size_t envelope_bytes(tally_msg *m, uint64_t round_no)
 	m->round = round_no;
 	check(tally_msg_encode(m, &buf, &len), tally_msg_type_name(m->type));
 	free(buf);
-	return len;
+	return (double)len;
 }
 
-/* Times one server call into the coordinator's total. */
+/* Runs one tally_sa_server call, adding its time to the coordinator's total. */
 #define COORD(R, CALL, WHAT)                               \
 	do {                                               \
-		double t0_ = now_s();                      \
+		span t0_ = span_start();                   \
 		int rc_ = (CALL);                          \
-		(R)->r->c_calls += now_s() - t0_;          \
+		span_add(&(R)->r->c_calls, t0_);           \
 		check(rc_, WHAT);                          \
 	} while (0)
 
-static void stage_advertise(sim *R)
+/* Stage 0: every worker makes and signs its round keys; the coordinator sends the key list. */
+static void stage_advertise(sim *R, const tally_sa_advert **list, size_t *n_list)
 {
-	const tally_sa_advert *list;
-	size_t n_list;
+	tally_msg kl = {.type = TALLY_MSG_KEY_LIST};
+	double bytes;
 
 	for (uint32_t i = 0; i < R->p.n; i++) {
 		tally_msg m = {.type = TALLY_MSG_ADVERT};
 
 		check(tally_sa_client_new(&R->cl[i], &R->p, R->co->names, R->co->roster, &R->co->kp[i]), "client");
 		check(tally_sa_client_advertise(R->cl[i], &m.u.advert), "advertise");
-		R->bytes_sent[i] += (double)envelope_bytes(&m, R->p.round);
+		R->bytes[i][B_ADVERT] = envelope_bytes(&m, R->p.round);
 		COORD(R, tally_sa_server_on_advert(R->srv, i, &m.u.advert), "on_advert");
 	}
-	COORD(R, tally_sa_server_close_advertise(R->srv, &list, &n_list), "close_advertise");
-	{
-		tally_msg m = {.type = TALLY_MSG_KEY_LIST};
-		double bytes;
+	COORD(R, tally_sa_server_close_advertise(R->srv, list, n_list), "close_advertise");
+	kl.u.key_list.list = (tally_sa_advert *)*list;
+	kl.u.key_list.n = *n_list;
+	bytes = envelope_bytes(&kl, R->p.round);
+	for (uint32_t i = 0; i < R->p.n; i++)
+		R->bytes[i][B_KEY_LIST] = bytes;
+}
 
-		m.u.key_list.list = (tally_sa_advert *)list;
-		m.u.key_list.n = n_list;
-		bytes = (double)envelope_bytes(&m, R->p.round);
-		for (uint32_t i = 0; i < R->p.n; i++)
-			R->bytes_recv[i] += bytes;
-	}
-	for (uint32_t i = 0; i < R->p.n; i++) { /* the key list is the server's until the next call */
+/* Stage 1: every worker checks the key list and seals its shares; the coordinator takes them. */
+static void stage_share(sim *R, const tally_sa_advert *list, size_t n_list)
+{
+	for (uint32_t i = 0; i < R->p.n; i++) {
 		tally_msg m = {.type = TALLY_MSG_SHARES};
-		double t0 = now_s();
+		span t0 = span_start(), t = {0};
 
 		check(tally_sa_client_share(R->cl[i], list, n_list, &m.u.boxes.boxes, &m.u.boxes.n_boxes, &m.u.boxes.ids,
 					    &m.u.boxes.n_ids), "share");
-		if (!R->drops[i])
-			R->r->w_share += now_s() - t0;
-		R->bytes_sent[i] += (double)envelope_bytes(&m, R->p.round);
+		span_add(R->drops[i] ? &t : &R->r->w_share, t0);
+		R->bytes[i][B_SHARES] = envelope_bytes(&m, R->p.round);
 		COORD(R, tally_sa_server_on_shares(R->srv, i, m.u.boxes.boxes, m.u.boxes.n_boxes, m.u.boxes.ids,
 						   m.u.boxes.n_ids), "on_shares");
 		free(m.u.boxes.boxes);
@@ -352,7 +395,7 @@ static void stage_relay(sim *R)
 		tally_msg relay = {.type = TALLY_MSG_RELAY}, ack = {.type = TALLY_MSG_RELAY_ACK};
 		const tally_sa_box *boxes;
 		size_t nb;
-		double t0;
+		span t0;
 
 		if (R->drops[i])
 			continue;
@@ -361,12 +404,12 @@ static void stage_relay(sim *R)
 		relay.u.boxes.n_boxes = nb;
 		relay.u.boxes.ids = (uint32_t *)u2;
 		relay.u.boxes.n_ids = n_u2;
-		R->bytes_recv[i] += (double)envelope_bytes(&relay, R->p.round);
-		t0 = now_s();
+		R->bytes[i][B_RELAY] = envelope_bytes(&relay, R->p.round);
+		t0 = span_start();
 		check(tally_sa_client_receive(R->cl[i], u2, n_u2, boxes, nb, &ack.u.boxes.ids, &ack.u.boxes.n_ids),
 		      "receive");
-		R->r->w_recv += now_s() - t0;
-		R->bytes_sent[i] += (double)envelope_bytes(&ack, R->p.round);
+		span_add(&R->r->w_recv, t0);
+		R->bytes[i][B_ACK] = envelope_bytes(&ack, R->p.round);
 		COORD(R, tally_sa_server_on_ack(R->srv, i, ack.u.boxes.ids, ack.u.boxes.n_ids), "on_ack");
 		free(ack.u.boxes.ids);
 	}
@@ -399,19 +442,17 @@ static void stage_input(sim *R)
 	for (uint32_t i = 0; i < R->p.n; i++) {
 		uint32_t *masked;
 		tally_rng rng;
-		double t0, dt;
+		span t0;
 
 		if (R->drops[i])
 			continue;
 		for (uint64_t j = 0; j < R->p.length; j++)
 			R->update[j] = R->base[j] + (float)R->offset[i];
 		tally_rng_seed(&rng, R->seed, 1000 + i);
-		t0 = now_s();
+		t0 = span_start();
 		check(tally_sa_client_mask(R->cl[i], R->update, 1, &rng, &masked), "mask");
-		dt = now_s() - t0;
-		R->r->w_mask += dt;
-		R->r->w_mask_max = dt > R->r->w_mask_max ? dt : R->r->w_mask_max;
-		R->bytes_sent[i] += 4.0 * (double)tally_sa_client_words(R->cl[i]);
+		R->mask_wall[R->n_mask_wall++] = span_add(&R->r->w_mask, t0);
+		R->bytes[i][B_MASKED] = 4.0 * (double)tally_sa_client_words(R->cl[i]);
 		ring_add(R, masked);
 		free(masked);
 		COORD(R, tally_sa_server_on_input(R->srv, i), "on_input");
@@ -424,29 +465,33 @@ static void stage_unmask(sim *R, float *mean, uint64_t *total_weight)
 	const uint32_t *dropped, *surv;
 	size_t nd, ns;
 	tally_msg req = {.type = TALLY_MSG_UNMASK_REQUEST};
-	double req_bytes, t0;
+	double req_bytes;
+	span t0;
 
 	COORD(R, tally_sa_server_close_input(R->srv, &dropped, &nd, &surv, &ns), "close_input");
 	req.u.unmask.dropped = (uint32_t *)dropped, req.u.unmask.n_dropped = nd;
 	req.u.unmask.survivors = (uint32_t *)surv, req.u.unmask.n_survivors = ns;
-	req_bytes = (double)envelope_bytes(&req, R->p.round);
+	req_bytes = envelope_bytes(&req, R->p.round);
 	for (size_t x = 0; x < ns; x++) {
 		uint32_t i = surv[x];
 		tally_msg out = {.type = TALLY_MSG_REVEALS};
 
-		R->bytes_recv[i] += req_bytes;
-		t0 = now_s();
+		R->bytes[i][B_UNMASK] = req_bytes;
+		t0 = span_start();
 		check(tally_sa_client_unmask(R->cl[i], dropped, nd, surv, ns, &out.u.reveals.r, &out.u.reveals.n),
 		      "unmask");
-		R->r->w_unmask += now_s() - t0;
-		R->bytes_sent[i] += (double)envelope_bytes(&out, R->p.round);
+		span_add(&R->r->w_unmask, t0);
+		for (size_t j = 0; j < out.u.reveals.n; j++) /* one s share per dropped neighbour */
+			R->r->c_pairs += out.u.reveals.r[j].kind == TALLY_SA_REVEAL_S;
+		R->bytes[i][B_REVEALS] = envelope_bytes(&out, R->p.round);
 		COORD(R, tally_sa_server_on_reveal(R->srv, i, out.u.reveals.r, out.u.reveals.n), "on_reveal");
 		tally_sa_reveals_free(out.u.reveals.r);
 	}
-	t0 = now_s();
+	t0 = span_start();
 	check(tally_sa_server_finish(R->srv, R->ring, mean, total_weight), "finish");
-	R->r->c_finish = now_s() - t0;
-	R->r->c_calls += R->r->c_finish;
+	span_add(&R->r->c_finish, t0);
+	R->r->c_calls.wall += R->r->c_finish.wall;
+	R->r->c_calls.cpu += R->r->c_finish.cpu;
 }
 
 /* Draws the dropped workers (a fixed-seed choice of n / 10) and every worker's input offset. */
@@ -492,7 +537,7 @@ static void check_mean(sim *R, const float *mean, uint64_t total_weight)
 	}
 }
 
-static void round_setup(sim *R, cell *r, cohort *co, uint64_t seed, uint64_t round_no)
+static void sim_setup(sim *R, cell *r, cohort *co, uint64_t seed, uint64_t round_no)
 {
 	memset(R, 0, sizeof(*R));
 	R->r = r;
@@ -509,42 +554,47 @@ static void round_setup(sim *R, cell *r, cohort *co, uint64_t seed, uint64_t rou
 	R->cl = calloc(r->n, sizeof(*R->cl));
 	R->drops = calloc(r->n, sizeof(bool));
 	R->offset = calloc(r->n, sizeof(double));
-	R->bytes_sent = calloc(r->n, sizeof(double));
-	R->bytes_recv = calloc(r->n, sizeof(double));
+	R->mask_wall = calloc(r->n, sizeof(double));
+	R->bytes = calloc(r->n, sizeof(*R->bytes));
 	R->base = xmalloc(r->d * sizeof(float));
 	R->update = xmalloc(r->d * sizeof(float));
 	R->ring = xmalloc(tally_sa_vector_words(&R->p) * 4);
-	if (!R->cl || !R->drops || !R->offset || !R->bytes_sent || !R->bytes_recv)
+	if (!R->cl || !R->drops || !R->offset || !R->mask_wall || !R->bytes)
 		exit(1);
 	memset(R->ring, 0, tally_sa_vector_words(&R->p) * 4);
 	for (uint64_t j = 0; j < r->d; j++)
-		R->base[j] = 4.0f * sinf((float)j * 0.001f); /* |base + offset| < 5, inside the clip */
+		R->base[j] = 4.0f * sinf((float)j * 0.001f); /* |base + offset| <= 5, inside the clip */
 	draw_cohort(R);
 }
 
-static void round_free(sim *R)
+static void sim_free(sim *R)
 {
 	for (uint32_t i = 0; i < R->p.n; i++)
 		tally_sa_client_destroy(&R->cl[i]);
 	tally_sa_server_destroy(&R->srv);
-	free(R->cl), free(R->drops), free(R->offset), free(R->bytes_sent), free(R->bytes_recv);
+	free(R->cl), free(R->drops), free(R->offset), free(R->mask_wall), free(R->bytes);
 	free(R->base), free(R->update), free(R->ring);
 }
 
-/* Per-survivor means of the sums collected over the round. */
-static void round_summarize(sim *R)
+static void span_div(span *s, double by)
+{
+	s->wall /= by;
+	s->cpu /= by;
+}
+
+/* Per-survivor means of what was collected over the round. */
+static void sim_summarize(sim *R)
 {
 	cell *r = R->r;
 	double s = r->n_surv;
 
-	for (uint32_t i = 0; i < R->p.n; i++) {
-		if (R->drops[i])
-			continue;
-		r->sent += R->bytes_sent[i] / s;
-		r->recvd += R->bytes_recv[i] / s;
-	}
-	r->sent_masked = 4.0 * (double)tally_sa_vector_words(&R->p);
-	r->w_share /= s, r->w_recv /= s, r->w_mask /= s, r->w_unmask /= s;
+	for (uint32_t i = 0; i < R->p.n; i++)
+		for (int b = 0; b < B_KINDS && !R->drops[i]; b++)
+			r->bytes[b] += R->bytes[i][b] / s;
+	span_div(&r->w_share, s), span_div(&r->w_recv, s), span_div(&r->w_mask, s), span_div(&r->w_unmask, s);
+	qsort(R->mask_wall, R->n_mask_wall, sizeof(double), cmp_double);
+	r->mask_median = R->mask_wall[R->n_mask_wall / 2];
+	r->mask_max = R->mask_wall[R->n_mask_wall - 1];
 }
 
 static void run_cell(cell *r, cohort *co, uint64_t seed, uint64_t round_no)
@@ -552,21 +602,24 @@ static void run_cell(cell *r, cohort *co, uint64_t seed, uint64_t round_no)
 	sim R;
 	float *mean;
 	uint64_t total_weight = 0;
+	const tally_sa_advert *list;
+	size_t n_list;
 
-	round_setup(&R, r, co, seed, round_no);
+	sim_setup(&R, r, co, seed, round_no);
 	r->ks = keystream_baseline(&R.p);
 	r->quant = quant_baseline(&R.p, R.base);
 	r->agree = agree_baseline();
 	mean = xmalloc(r->d * sizeof(float));
 	check(tally_sa_server_new(&R.srv, &R.p, co->names, co->roster), "server");
-	stage_advertise(&R);
+	stage_advertise(&R, &list, &n_list);
+	stage_share(&R, list, n_list);
 	stage_relay(&R);
 	stage_input(&R);
 	stage_unmask(&R, mean, &total_weight);
 	check_mean(&R, mean, total_weight);
-	round_summarize(&R);
+	sim_summarize(&R);
 	free(mean);
-	round_free(&R);
+	sim_free(&R);
 }
 
 /* ---- report ---- */
@@ -576,39 +629,99 @@ static double ms(double s)
 	return s * 1e3;
 }
 
-static void print_header(void)
+static double worker_wall(const cell *r)
 {
-	printf("%-4s %-4s %-5s %3s %3s %5s | %8s %8s %8s %8s %9s %7s %7s | %9s %7s %9s %8s | %9s %7s\n", "n",
-	       "d", "drop", "k", "t", "D", "share", "receive", "mask", "unmask", "worker", "mask", "worker",
-	       "finish", "finish", "all calls", "ring sum", "sent", "recv");
-	printf("%-4s %-4s %-5s %3s %3s %5s | %8s %8s %8s %8s %9s %7s %7s | %9s %7s %9s %8s | %9s %7s\n", "", "",
-	       "", "", "", "", "ms", "ms", "ms", "ms", "total ms", "x ks", "x ks", "s", "x ks", "s", "s", "bytes",
-	       "bytes");
+	return r->w_share.wall + r->w_recv.wall + r->w_mask.wall + r->w_unmask.wall;
 }
 
-static void print_row(const cell *r)
+static const char *cell_name(const cell *r, char buf[64])
 {
 	char d[32];
-	double worker = r->w_share + r->w_recv + r->w_mask + r->w_unmask;
 
-	printf("%-4u %-4s %3u%%  %3u %3u %5u | %8.2f %8.2f %8.2f %8.3f %9.2f %7.1f %7.1f | %9.4f %7.1f %9.4f "
-	       "%8.4f | %9.0f %7.0f\n",
-	       r->n, fmt_d(r->d, d), r->dropout ? DROP_PERCENT : 0, r->k, r->t, r->n_drop, ms(r->w_share),
-	       ms(r->w_recv), ms(r->w_mask), ms(r->w_unmask), ms(worker), r->w_mask / r->ks, worker / r->ks,
-	       r->c_finish, r->c_finish / r->ks, r->c_calls, r->c_ring, r->sent, r->recvd);
+	snprintf(buf, 64, "%-4u %-4s %3u%%", r->n, fmt_d(r->d, d), r->dropout ? DROP_PERCENT : 0);
+	return buf;
 }
 
-static void print_baselines(const cell *r)
+static void print_times_header(void)
 {
-	char d[32];
-	double model = r->quant + r->k * r->agree + (r->k + 1) * r->ks;
+	printf("times (CLOCK_MONOTONIC); worker columns: mean over the survivors; ks = one keystream expansion\n");
+	printf("%-14s %3s %3s %3s | %7s %7s %7s %7s %8s %6s %6s | %7s %7s %8s %7s\n", "n    d    drop", "k", "t",
+	       "D", "share", "receive", "mask", "unmask", "worker", "mask", "worker", "finish", "finish", "coord",
+	       "ring");
+	printf("%-14s %3s %3s %3s | %7s %7s %7s %7s %8s %6s %6s | %7s %7s %8s %7s\n", "", "", "", "", "ms", "ms",
+	       "ms", "ms", "ms", "x ks", "x ks", "s", "x ks", "calls s", "sum s");
+}
 
-	printf("%-4u %-4s %3u%%  | keystream %7.3f ms (%5.2f GB/s)  quantize %7.3f ms (%5.2f ks)  X25519+kdf "
-	       "%6.1f us (%5.2f ks)  mask model q+k*agree+(k+1)*ks = %6.1f ks, measured %6.1f ks (max %6.1f)"
-	       "  |mean err| %.2g\n",
-	       r->n, fmt_d(r->d, d), r->dropout ? DROP_PERCENT : 0, ms(r->ks),
-	       (double)(r->d + 1) * (r->ring / 8) / r->ks * 1e-9, ms(r->quant), r->quant / r->ks, r->agree * 1e6,
-	       r->agree / r->ks, model / r->ks, r->w_mask / r->ks, r->w_mask_max / r->ks, r->max_err);
+static void print_times(const cell *r)
+{
+	char name[64];
+
+	printf("%-14s %3u %3u %3u | %7.2f %7.2f %7.2f %7.3f %8.2f %6.1f %6.1f | %7.4f %7.1f %8.4f %7.4f\n",
+	       cell_name(r, name), r->k, r->t, r->n_drop, ms(r->w_share.wall), ms(r->w_recv.wall), ms(r->w_mask.wall),
+	       ms(r->w_unmask.wall), ms(worker_wall(r)), r->w_mask.wall / r->ks, worker_wall(r) / r->ks,
+	       r->c_finish.wall, r->c_finish.wall / r->ks, r->c_calls.wall, r->c_ring);
+}
+
+static void print_bytes_header(void)
+{
+	printf("bytes per worker (protobuf envelopes from tally_msg_encode; masked vector raw), mean over the "
+	       "survivors\n");
+	printf("%-14s | %6s %7s %5s %9s %7s %9s | %8s %7s %7s %7s | %6s\n", "n    d    drop", "advert", "shares",
+	       "ack", "masked", "reveals", "SENT", "key_list", "relay", "unmask", "RECV", "sent/d");
+}
+
+static void print_bytes(const cell *r)
+{
+	char name[64];
+	double sent = 0, recv = 0;
+
+	for (int b = 0; b < B_KINDS; b++)
+		*(b < B_SENT_END ? &sent : &recv) += r->bytes[b];
+	printf("%-14s | %6.0f %7.0f %5.0f %9.0f %7.0f %9.0f | %8.0f %7.0f %7.0f %7.0f | %6.3f\n", cell_name(r, name),
+	       r->bytes[B_ADVERT], r->bytes[B_SHARES], r->bytes[B_ACK], r->bytes[B_MASKED], r->bytes[B_REVEALS], sent,
+	       r->bytes[B_KEY_LIST], r->bytes[B_RELAY], r->bytes[B_UNMASK], recv, sent / (4.0 * (double)r->d));
+}
+
+static void print_parts_header(void)
+{
+	printf("baselines (this cell); the worker's mask stage against its model quant + k agreements + (k+1) ks,\n"
+	       "and the coordinator's finish against masks x ks + edges x agreement (masks = survivors + "
+	       "survivor-dropped edges); cpu = CLOCK_THREAD_CPUTIME_ID\n");
+	printf("%-14s | %7s %5s | %6s %5s %6s %5s | %6s %6s %6s %6s %6s | %5s %6s %6s %6s | %7s\n",
+	       "n    d    drop", "ks", "GB/s", "quant", "", "X25519", "", "model", "mask", "median", "max", "cpu", "masks",
+	       "model", "finish", "finish", "|err|");
+	printf("%-14s | %7s %5s | %6s %5s %6s %5s | %6s %6s %6s %6s %6s | %5s %6s %6s %6s | %7s\n", "", "ms", "",
+	       "ms", "x ks", "us", "x ks", "x ks", "x ks", "x ks", "x ks", "x ks", "", "s", "cpu s", "x model", "");
+}
+
+/* The mask stage's cost model: one quantization, k agreements, k + 1 keystream expansions. */
+static double mask_model(const cell *r)
+{
+	return r->quant + r->k * r->agree + (r->k + 1) * r->ks;
+}
+
+/* Masks the coordinator regenerates in finish: one self mask per survivor, one per survivor-dropped
+ * edge; and as many key agreements as edges. */
+static uint32_t finish_masks(const cell *r)
+{
+	return r->n_surv + r->c_pairs;
+}
+
+static double finish_model(const cell *r)
+{
+	return finish_masks(r) * r->ks + r->c_pairs * r->agree;
+}
+
+static void print_parts(const cell *r)
+{
+	char name[64];
+
+	printf("%-14s | %7.3f %5.2f | %6.3f %5.2f %6.1f %5.2f | %6.1f %6.1f %6.1f %6.1f %6.1f | %5u %6.3f %6.3f %6.2f "
+	       "| %7.1e\n",
+	       cell_name(r, name), ms(r->ks), (double)(r->d + 1) * (r->ring / 8) / r->ks * 1e-9, ms(r->quant),
+	       r->quant / r->ks, r->agree * 1e6, r->agree / r->ks, mask_model(r) / r->ks, r->w_mask.wall / r->ks,
+	       r->mask_median / r->ks, r->mask_max / r->ks, r->w_mask.cpu / r->ks, finish_masks(r), finish_model(r),
+	       r->c_finish.cpu, r->c_finish.cpu / finish_model(r), r->max_err);
 }
 
 static void print_claims(const cell *cells, size_t n_cells)
@@ -618,21 +731,34 @@ static void print_claims(const cell *cells, size_t n_cells)
 	for (size_t i = 0; i < n_cells; i++) {
 		const cell *r = &cells[i];
 
-		if (r->n == 500 && r->d == 100000 && r->dropout)
-			printf("claim: coordinator unmask n=%u d=%s dropout %u%%: %.3f s on one core (need < %.0f s): %s\n",
-			       r->n, fmt_d(r->d, d), DROP_PERCENT, r->c_finish, CLAIM_UNMASK_S,
-			       r->c_finish < CLAIM_UNMASK_S ? "ok" : "NOT MET");
+		if (r->n == MAX_COHORT && r->d == 100000 && r->dropout)
+			printf("claim: coordinator unmask n=%u d=%s dropout %u%%: %.3f s on one core (need < %.0f s): %s"
+			       "  [cpu %.3f s; all coordinator calls %.3f s]\n",
+			       r->n, fmt_d(r->d, d), DROP_PERCENT, r->c_finish.wall, CLAIM_UNMASK_S,
+			       r->c_finish.wall < CLAIM_UNMASK_S ? "ok" : "NOT MET", r->c_finish.cpu, r->c_calls.wall);
 	}
 	for (size_t i = 0; i < n_cells; i++) {
 		const cell *r = &cells[i];
-		double x = r->w_mask / r->ks;
-		double whole = (r->w_share + r->w_recv + r->w_mask + r->w_unmask) / r->ks;
+		double x = r->w_mask.wall / r->ks;
 
 		printf("claim: per-worker masking cost n=%u d=%s dropout %u%%: %.1f keystream expansions, k=%u "
-		       "(need <= k+2 = %u): %s  [whole per-worker time: %.1f keystream expansions]\n",
+		       "(need <= k+2 = %u): %s  [cpu %.1f; whole per-worker time %.1f]\n",
 		       r->n, fmt_d(r->d, d), r->dropout ? DROP_PERCENT : 0, x, r->k, r->k + 2,
-		       x <= r->k + 2 ? "ok" : "NOT MET", whole);
+		       x <= r->k + 2 ? "ok" : "NOT MET", r->w_mask.cpu / r->ks, worker_wall(r) / r->ks);
 	}
+}
+
+static void print_load(const char *when)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+	char buf[128] = "?";
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			snprintf(buf, sizeof(buf), "?\n");
+		fclose(f);
+	}
+	printf("load average %s (/proc/loadavg, 2 cores here): %s", when, buf);
 }
 
 static void usage(FILE *f)
@@ -642,11 +768,32 @@ static void usage(FILE *f)
 		   "  --seed N  seed of inputs, rounding and dropped workers (default 1)\n");
 }
 
-int main(int argc, char **argv)
+static void run_grid(cell *cells, size_t *n_cells, size_t n_n, size_t n_d, uint64_t seed)
 {
 	static const uint32_t all_n[] = {10, 100, MAX_COHORT};
 	static const uint64_t all_d[] = {100000, 1000000};
-	cell cells[16];
+
+	print_times_header();
+	for (size_t a = 0; a < n_n; a++) {
+		cohort *co = cohort_new(all_n[a]);
+
+		for (size_t b = 0; b < n_d; b++)
+			for (int drop = 0; drop < 2; drop++) {
+				cell *r = &cells[(*n_cells)++];
+
+				memset(r, 0, sizeof(*r));
+				r->n = all_n[a], r->d = all_d[b], r->dropout = drop;
+				run_cell(r, co, seed, *n_cells);
+				print_times(r);
+				fflush(stdout);
+			}
+		cohort_free(co);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	cell cells[12];
 	size_t n_cells = 0, n_n = 3, n_d = 2;
 	uint64_t seed = 1;
 	double t_start = now_s();
@@ -665,32 +812,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "secagg: libsodium failed to initialise\n");
 		return 1;
 	}
-	printf("secure aggregation, in-process rounds: gamma %.2f, delta %.2f, clip %g, qrange 2^22, weight 1; "
-	       "dropout: %d%% vanish after share keys\n",
+	printf("secure aggregation, in-process rounds: (k, t) = tally_graph_params(n, %.2f, %.2f), clip %g, qrange "
+	       "2^22, weight 1; dropout: %d%% of the workers vanish after share keys, before their masked input\n",
 	       GAMMA, DELTA, CLIP, DROP_PERCENT);
-	printf("worker columns: mean over the survivors (all timed); ks = one keystream expansion of d+1 "
-	       "elements, best of 5, this cell\n\n");
-	print_header();
-	for (size_t a = 0; a < n_n; a++) {
-		cohort *co = cohort_new(all_n[a]);
-
-		for (size_t b = 0; b < n_d; b++)
-			for (int drop = 0; drop < 2; drop++) {
-				cell *r = &cells[n_cells++];
-
-				memset(r, 0, sizeof(*r));
-				r->n = all_n[a], r->d = all_d[b], r->dropout = drop;
-				run_cell(r, co, seed, n_cells);
-				print_row(r);
-				fflush(stdout);
-			}
-		cohort_free(co);
-	}
-	printf("\nbaselines and the mask stage's parts (per cell):\n");
+	print_load("before");
+	printf("\n");
+	run_grid(cells, &n_cells, n_n, n_d, seed);
+	printf("\n");
+	print_bytes_header();
 	for (size_t i = 0; i < n_cells; i++)
-		print_baselines(&cells[i]);
+		print_bytes(&cells[i]);
+	printf("\n");
+	print_parts_header();
+	for (size_t i = 0; i < n_cells; i++)
+		print_parts(&cells[i]);
 	printf("\n");
 	print_claims(cells, n_cells);
-	printf("\n(total run time %.0f s)\n", now_s() - t_start);
+	printf("\n");
+	print_load("after");
+	printf("total run time %.0f s\n", now_s() - t_start);
 	return 0;
 }

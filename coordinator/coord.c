@@ -96,13 +96,6 @@ static int open_state(coord *c)
 
 	if (rc)
 		return rc;
-	if (!c->cfg.run_id[0]) {
-		uint8_t r[6];
-
-		randombytes_buf(r, sizeof(r));
-		snprintf(c->cfg.run_id, sizeof(c->cfg.run_id), "run-%02x%02x%02x%02x%02x%02x",
-			 r[0], r[1], r[2], r[3], r[4], r[5]);
-	}
 	snprintf(path, sizeof(path), "%s/metrics.jsonl", c->cfg.state_dir);
 	c->metrics = fopen(path, "a");
 	if (!c->metrics)
@@ -113,7 +106,17 @@ static int open_state(coord *c)
 			return rc;
 		tally_info("evaluating on %u held-out examples after every round", c->eval->n);
 	}
-	return coord_round_load_model(c);
+	if ((rc = coord_round_load_model(c)) || (rc = coord_state_resume(c)))
+		return rc;
+	if (!c->cfg.run_id[0]) {
+		uint8_t r[6];
+
+		randombytes_buf(r, sizeof(r));
+		snprintf(c->cfg.run_id, sizeof(c->cfg.run_id), "run-%02x%02x%02x%02x%02x%02x",
+			 r[0], r[1], r[2], r[3], r[4], r[5]);
+	}
+	snprintf(c->global->run_id, sizeof(c->global->run_id), "%s", c->cfg.run_id);
+	return 0;
 }
 
 int coord_init(coord *c)
@@ -245,7 +248,13 @@ static void on_message(coord *c, tally_inmsg *in)
 		return;
 	}
 	if (w < 0 || c->workers[w].state == W_LOST) {
-		coord_refuse(c, in->rid, in->rid_len, "say hello first");
+		/* A peer this coordinator does not know (it restarted, or marked the worker lost, while
+		 * the connection stayed up): a non-final goodbye makes the worker start over with hello. */
+		tally_msg bye = {.type = TALLY_MSG_BYE, .round = c->round};
+
+		snprintf(bye.u.text.reason, sizeof(bye.u.text.reason), "unknown session: say hello again");
+		snprintf(bye.run_id, sizeof(bye.run_id), "%s", c->cfg.run_id);
+		tally_send(c->router, in->rid, in->rid_len, &bye, NULL, 0, NULL, NULL);
 		return;
 	}
 	c->workers[w].last_seen_ms = coord_now_ms();

@@ -132,6 +132,11 @@ void coord_fini(coord *c);
 int coord_send(coord *c, int worker, tally_msg *m, const void *data, size_t len, zmq_free_fn *f, void *hint);
 void coord_refuse(coord *c, const uint8_t *rid, size_t rid_len, const char *reason);
 
+/* state.c: checkpoints */
+int coord_state_save(coord *c);
+/* Takes the newest intact checkpoint in state_dir, if any; errors only when all are unusable. */
+int coord_state_resume(coord *c);
+
 /* round.c: the round state machine */
 int coord_round_load_model(coord *c);
 void coord_round_tick(coord *c);

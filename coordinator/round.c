@@ -597,6 +597,8 @@ static void close_round(coord *c)
 			tally_error("round %llu: evaluation failed: %s", (unsigned long long)c->round, tally_errmsg());
 		if (save_model(c))
 			tally_error("round %llu: model not saved: %s", (unsigned long long)c->round, tally_errmsg());
+		if (coord_state_save(c))
+			tally_error("round %llu: checkpoint not written: %s", (unsigned long long)c->round, tally_errmsg());
 		if (acc > c->best_accuracy)
 			c->best_accuracy = acc;
 	} else {

@@ -384,7 +384,9 @@ static void on_message(worker *w, tally_inmsg *in)
 {
 	const tally_msg *m = &in->msg;
 
-	if (w->run_id[0] && strcmp(m->run_id, w->run_id) != 0 && m->type != TALLY_MSG_WELCOME)
+	/* A goodbye from a coordinator that started another run must still send us back to hello. */
+	if (w->run_id[0] && strcmp(m->run_id, w->run_id) != 0 && m->type != TALLY_MSG_WELCOME &&
+	    m->type != TALLY_MSG_BYE)
 		return refuse(w, "wrong run id");
 	if (is_round_message(m->type) && (m->round != w->round || m->attempt != w->attempt)) {
 		tally_debug("ignored a stale %s for round %llu", tally_msg_type_name(m->type), (unsigned long long)m->round);
