@@ -103,10 +103,19 @@ wait_gone() {
 	! kill -0 "$1" 2>/dev/null
 }
 
+# children_cpu: user + system CPU seconds of every child this shell has reaped so far (`times` runs
+# in this shell, not in a command substitution, whose own children would be none)
+children_cpu() {
+	times >"$WORK/times"
+	CHILDREN_CPU=$(tail -n1 "$WORK/times" | tr 'ms' '  ' | awk '{ print $1 * 60 + $2 + $3 * 60 + $4 }')
+}
+
 # run_mode MODE RUN: one coordinator and N workers for ROUNDS rounds; MODE is secure or plain.
-# Appends "MODE s1 s2 ... status" to $WORK/results.
+# Appends "MODE s1 s2 ... cpu status" to $WORK/results (cpu: CPU seconds of all its processes).
 run_mode() {
-	local mode=$1 dir=$WORK/$1-$2 coord ep k status=ok r s applied upd sec secs=() flag=()
+	local mode=$1 dir=$WORK/$1-$2 coord ep k status=ok r s applied upd sec secs=() flag=() cpu0
+	children_cpu
+	cpu0=$CHILDREN_CPU
 	[ "$mode" = plain ] && flag=(--no-secure-agg)
 	mkdir -p "$dir/state"
 	"$BIN/tally-coordinator" --bind 'tcp://127.0.0.1:*' --endpoint-file "$dir/endpoint" \
@@ -121,7 +130,8 @@ run_mode() {
 		sleep 0.1
 	done
 	if [ ! -s "$dir/endpoint" ]; then
-		echo "$mode - - - coordinator did not start (see $dir/coord.log)" >>"$WORK/results"
+		echo "$mode $(printf -- '- %.0s' $(seq 0 "$ROUNDS"))coordinator did not start (see $dir/coord.log)" \
+			>>"$WORK/results"
 		tail -n 5 "$dir/coord.log" >&2
 		stop_ours
 		return 1
@@ -155,7 +165,9 @@ run_mode() {
 			status="round $r: secure_agg=${sec:-none} in $mode mode"
 		fi
 	done
-	echo "$mode ${secs[*]} $status" >>"$WORK/results"
+	children_cpu
+	echo "$mode ${secs[*]} $(awk -v a="$cpu0" -v b="$CHILDREN_CPU" 'BEGIN { printf "%.1f", b - a }') $status" \
+		>>"$WORK/results"
 	[ "$status" = ok ] || { echo "secagg_round.sh: $mode run $2: $status; last lines of $dir/coord.log:" >&2;
 		tail -n 8 "$dir/coord.log" >&2; return 1; }
 }
@@ -168,6 +180,7 @@ echo "secagg_round.sh: $N workers + coordinator on loopback over CURVE, $MODEL (
 echo "  workers: tally-worker --no-train --format none; OPENBLAS_NUM_THREADS=1; $(nproc) cores;" \
 	"load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  round s = 'seconds' of each round in state_dir/metrics.jsonl; median over rounds 2..$ROUNDS"
+echo "  cpu s = user + system CPU of the coordinator and all workers over the whole run (all rounds, start-up)"
 echo
 failed=0
 for rep in $(seq 1 "$REPEAT"); do
@@ -178,8 +191,8 @@ done
 grep -m1 "secure aggregation over" "$WORK"/secure-1/coord.log 2>/dev/null | sed 's/^.*round [0-9]*: /  secure rounds: /'
 printf '%-7s %-4s' mode run
 for r in $(seq 1 "$ROUNDS"); do printf ' %9s' "round $r"; done
-printf ' %12s  %s\n' "median 2..$ROUNDS" status
-declare -A med
+printf ' %12s %6s  %s\n' "median 2..$ROUNDS" "cpu s" status
+declare -A med cpu
 for mode in secure plain; do
 	rep=0
 	while read -r m rest; do
@@ -189,18 +202,23 @@ for mode in secure plain; do
 		set -- $rest
 		printf '%-7s %-4s' "$mode" "$rep"
 		for r in $(seq 1 "$ROUNDS"); do printf ' %9s' "${1:--}"; shift; done
-		printf ' %12s  %s\n' "" "$*"
+		printf ' %12s %6s  %s\n' "$(echo "$rest" | cut -d' ' -f2-"$ROUNDS" | tr ' ' '\n' | grep -v '^-$' | median)" \
+			"$1" "${*:2}"
 	done <"$WORK/results"
-	med[$mode]=$(awk -v m="$mode" -v R="$ROUNDS" '$1 == m && $(R + 2) == "ok" {
+	med[$mode]=$(awk -v m="$mode" -v R="$ROUNDS" '$1 == m && $(R + 3) == "ok" {
 		for (r = 3; r <= R + 1; r++) if ($r != "-") print $r }' "$WORK/results" | median)
-	printf '%-7s %-4s %*s %12s\n' "$mode" all $((ROUNDS * 10)) "" "${med[$mode]}"
+	cpu[$mode]=$(awk -v m="$mode" -v R="$ROUNDS" '$1 == m && $(R + 3) == "ok" { print $(R + 2) }' \
+		"$WORK/results" | median)
+	printf '%-7s %-4s %*s %12s %6s\n' "$mode" all $((ROUNDS * 10)) "" "${med[$mode]}" "${cpu[$mode]}"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-awk -v s="${med[secure]}" -v p="${med[plain]}" -v c="$CLAIM" -v n="$N" -v R="$ROUNDS" 'BEGIN {
+awk -v s="${med[secure]}" -v p="${med[plain]}" -v c="$CLAIM" -v n="$N" -v R="$ROUNDS" \
+    -v cs="${cpu[secure]}" -v cp="${cpu[plain]}" 'BEGIN {
 	if (s == "nan" || p == "nan" || p <= 0) {
 		printf "claim: secure round <= %.1fx plain round (n=%d, 1.0e6 parameters, CURVE loopback): NOT MEASURED\n", c, n
 		exit }
 	printf "claim: secure round <= %.1fx plain round (n=%d, 1.0e6 parameters, CURVE loopback, median of rounds 2..%d): " \
-	       "%.2fx (secure %.3f s, plain %.3f s): %s\n", c, n, R, s / p, s, p, (s / p <= c) ? "ok" : "NOT MET" }'
+	       "%.2fx (secure %.3f s, plain %.3f s): %s  [CPU of all processes per run: secure %s s, plain %s s]\n",
+	       c, n, R, s / p, s, p, (s / p <= c) ? "ok" : "NOT MET", cs, cp }'
 exit "$failed"
