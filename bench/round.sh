@@ -47,6 +47,10 @@ for b in tally-coordinator tally-worker; do
 	[ -x "$BIN/$b" ] || { echo "round.sh: $BIN/$b not found; build first or pass --bin" >&2; exit 2; }
 done
 
+# Plain FedAvg rounds: builds that have secure aggregation (on by default) are told to leave it off.
+PLAIN=()
+"$BIN/tally-coordinator" --help 2>/dev/null | grep -q -- '--secure-agg' && PLAIN=(--no-secure-agg)
+
 WORK=$(mktemp -d /tmp/tally-round-bench.XXXXXX)
 OURS=()   # process ids this script started; only these are ever signalled
 
@@ -84,8 +88,8 @@ make_keys() {
 
 # ---- one cell ----
 
-json_field() { # FILE ROUND FIELD: the value of FIELD on the metrics line of ROUND
-	grep "\"round\":$2," "$1" | head -n1 | grep -o "\"$3\":[^,}]*" | head -n1 | cut -d: -f2
+json_field() { # FILE ROUND FIELD: the value of FIELD on the last metrics line of ROUND
+	grep "\"round\":$2," "$1" | tail -n1 | grep -o "\"$3\":[^,}]*" | head -n1 | cut -d: -f2
 }
 
 median() { # numbers on stdin
@@ -95,7 +99,8 @@ median() { # numbers on stdin
 }
 
 # phases CELL_DIR ROUNDS: median over rounds 2..R of the broadcast (round start -> last worker holds
-# the model) and the pull (last update offered -> round closed), from the log timestamps.
+# the model) and the tail (last update offered -> the coordinator logs the round closed, which it
+# does after applying the mean and saving model and checkpoint), from the log timestamps.
 phases() {
 	awk -v R="$2" '
 	function ts(s,   t) { t = substr(s, 12, 12); split(t, h, ":"); return h[1] * 3600 + h[2] * 60 + h[3] }
@@ -135,7 +140,7 @@ run_cell() {
 	local cmd=("$BIN/tally-coordinator" --bind 'tcp://127.0.0.1:*' --endpoint-file "$cell/endpoint"
 		--state-dir "$cell/state" --key "$WORK/keys/coordinator.key" --enrolled "$WORK/keys/enrolled"
 		--run-id bench --model "$arch" --rounds "$ROUNDS" --min-workers "$n" --min-participants "$n"
-		--quorum "$n" --deadline 180)
+		--quorum "$n" --deadline 180 "${PLAIN[@]}")
 	if [ -n "$TIME_BIN" ]; then
 		"$TIME_BIN" -f %M -o "$cell/maxrss.kib" "${cmd[@]}" >"$cell/coord.log" 2>&1 &
 	else
@@ -201,6 +206,8 @@ run_cell() {
 		if [ "$applied" != true ] || [ "$upd" != "$n" ]; then
 			[ "$status" = ok ] && status="round $r: applied=${applied:-none} updates=${upd:-none}"
 		fi
+		k=$( [ -f "$m" ] && grep -c "\"round\":$r," "$m")
+		if [ "${k:-0}" -gt 1 ] && [ "$status" = ok ]; then status="round $r took $k attempts"; fi
 		s=$( [ -f "$m" ] && json_field "$m" "$r" seconds)
 		[ "$r" -ge 2 ] && [ -n "$s" ] && secs+=("$s")
 	done
@@ -235,15 +242,17 @@ make_keys || exit 1
 : >"$WORK/notes"
 
 echo "round.sh: coordinator round time and peak RSS over CURVE on loopback"
-echo "  workers: tally-worker --no-train --format none (synthetic update, no training), OPENBLAS_NUM_THREADS=1"
+echo "  coordinator: plain FedAvg ${PLAIN[*]}; workers: tally-worker --no-train --format none"
+echo "  (synthetic update, no training), OPENBLAS_NUM_THREADS=1"
 echo "  $ROUNDS rounds per cell; round s = median 'seconds' of rounds 2..$ROUNDS in metrics.jsonl"
-echo "  bcast s = round start -> last worker holds the model; pull s = last update offered -> round closed"
-echo "  (both from log timestamps, medians over the same rounds; the rest is the workers' synthetic update)"
+echo "  bcast s = round start -> last worker holds the model; tail s = last update offered -> round logged"
+echo "  as closed (after the mean is applied and the model and checkpoint saved); both from log time"
+echo "  stamps, medians over the same rounds. Earlier pulls overlap the workers' synthetic updates."
 echo "  x wire = round s / (N x model bytes / $WIRE_GBS GB/s); RSS = coordinator peak ($( [ -n "$TIME_BIN" ] && echo "$TIME_BIN %M" || echo 'VmHWM sampled every 0.2 s'))"
 echo "  RSS/lim = RSS / (3 x model bytes + 100 MiB); keys from $KEYGEN; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf '%4s %-18s %9s %6s %8s %8s %8s %7s %8s %8s %5s  %s\n' N arch params "MiB" "round s" "bcast s" \
-	"pull s" "x wire" "RSS MiB" "RSS/lim" "wall" status
+	"tail s" "x wire" "RSS MiB" "RSS/lim" "wall" status
 claim=""
 slopes=()
 for size in "${SIZES[@]}"; do

@@ -48,6 +48,7 @@
 #include "tally/secagg.h"
 #include "tally/wire.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -834,6 +835,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "secagg: libsodium failed to initialise\n");
 		return 1;
 	}
+	openblas_set_num_threads(1); /* libtally links OpenBLAS: keep its idle pool off the measured cores */
 	printf("secure aggregation, in-process rounds: (k, t) = tally_graph_params(n, %.2f, %.2f), clip %g, qrange "
 	       "2^22, weight 1; dropout: %d%% of the workers vanish after share keys, before their masked input\n",
 	       GAMMA, DELTA, CLIP, DROP_PERCENT);

@@ -52,9 +52,14 @@ is_ours() {
 }
 
 stop_ours() {
-	local p left=0
-	for p in "${PIDS[@]}"; do is_ours "$p" && { kill "$p" 2>/dev/null; left=1; }; done
-	[ "$left" = 1 ] && sleep 0.5
+	local p left=1
+	for p in "${PIDS[@]}"; do is_ours "$p" && kill "$p" 2>/dev/null; done
+	for _ in $(seq 30); do # up to 3 s to leave cleanly, then SIGKILL
+		left=0
+		for p in "${PIDS[@]}"; do is_ours "$p" && left=1; done
+		[ "$left" = 0 ] && break
+		sleep 0.1
+	done
 	for p in "${PIDS[@]}"; do is_ours "$p" && kill -9 "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	PIDS=()
@@ -113,7 +118,7 @@ children_cpu() {
 # run_mode MODE RUN: one coordinator and N workers for ROUNDS rounds; MODE is secure or plain.
 # Appends "MODE s1 s2 ... cpu status" to $WORK/results (cpu: CPU seconds of all its processes).
 run_mode() {
-	local mode=$1 dir=$WORK/$1-$2 coord ep k status=ok r s applied upd sec secs=() flag=() cpu0
+	local mode=$1 dir=$WORK/$1-$2 coord ep k p status=ok r s applied upd sec secs=() flag=() cpu0
 	children_cpu
 	cpu0=$CHILDREN_CPU
 	[ "$mode" = plain ] && flag=(--no-secure-agg)

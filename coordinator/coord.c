@@ -25,6 +25,11 @@ int64_t coord_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static bool zap_banned(void *ctx, const char *name)
+{
+	return coord_is_banned(ctx, name);
+}
+
 static int open_security(coord *c)
 {
 	int rc;
@@ -39,6 +44,8 @@ static int open_security(coord *c)
 		rc = tally_roster_load(&c->roster, c->cfg.enrolled);
 	if (rc == 0)
 		rc = tally_zap_new(&c->zap, c->ctx, c->roster);
+	if (rc == 0)
+		tally_zap_set_ban_check(c->zap, zap_banned, c);
 	if (rc == 0)
 		rc = tally_sock_curve_server(c->router, c->keys);
 	if (rc == 0)
@@ -243,8 +250,11 @@ static void on_message(coord *c, tally_inmsg *in)
 	int w = find_worker_by_rid(c, in->rid, in->rid_len);
 	tally_msg_type t = in->msg.type;
 
+	if (w >= 0 && c->workers[w].banned_until_ms > coord_now_ms())
+		return; /* a banned flooder gets no answer at all */
 	if (t == TALLY_MSG_HELLO) {
-		on_hello(c, in);
+		if (!coord_is_banned(c, c->cfg.insecure ? in->msg.u.hello.name : in->user_id))
+			on_hello(c, in);
 		return;
 	}
 	if (w < 0 || c->workers[w].state == W_LOST) {
@@ -259,7 +269,7 @@ static void on_message(coord *c, tally_inmsg *in)
 	}
 	c->workers[w].last_seen_ms = coord_now_ms();
 	if (in->msg.run_id[0] && strcmp(in->msg.run_id, c->cfg.run_id) != 0) {
-		c->workers[w].refused++;
+		coord_note_refusal(c, w);
 		tally_warn("refused %s from '%s': run id %s is not %s", tally_msg_type_name(t),
 			   c->workers[w].name, in->msg.run_id, c->cfg.run_id);
 		coord_refuse(c, in->rid, in->rid_len, "wrong run id");
@@ -294,12 +304,15 @@ static void drain_router(coord *c)
 		}
 		if (rc) {
 			int w = find_worker_by_rid(c, in.rid, in.rid_len);
+			bool banned = w >= 0 && c->workers[w].banned_until_ms > coord_now_ms();
 
-			tally_warn("refused a message from %s: %s", w >= 0 ? c->workers[w].name : "an unknown peer",
-				   tally_errmsg());
-			if (w >= 0)
-				c->workers[w].refused++;
-			coord_refuse(c, in.rid, in.rid_len, tally_errmsg());
+			if (!banned) {
+				tally_warn("refused a message from %s: %s", w >= 0 ? c->workers[w].name : "an unknown peer",
+					   tally_errmsg());
+				coord_refuse(c, in.rid, in.rid_len, tally_errmsg());
+			}
+			if (w >= 0 && !banned)
+				coord_note_refusal(c, w);
 		} else {
 			on_message(c, &in);
 		}
@@ -370,4 +383,38 @@ int coord_run(coord *c)
 		   (unsigned long long)c->round, (unsigned long long)c->bytes_in,
 		   (unsigned long long)c->bytes_out);
 	return 0;
+}
+
+/* ---- floods ---- */
+
+#define FLOOD_WINDOW_MS 10000
+#define BAN_MS 60000
+
+void coord_note_refusal(coord *c, int w)
+{
+	coord_worker *wk = &c->workers[w];
+	int64_t now = coord_now_ms();
+
+	wk->refused++;
+	if (now - wk->window_start_ms > FLOOD_WINDOW_MS) {
+		wk->window_start_ms = now;
+		wk->refused_window = 0;
+	}
+	if (++wk->refused_window <= (uint32_t)c->cfg.flood_limit || wk->banned_until_ms > now)
+		return;
+	wk->banned_until_ms = now + BAN_MS;
+	tally_warn("worker '%s' sent %u refused messages within %d s: banned for %d s", wk->name, wk->refused_window,
+		   FLOOD_WINDOW_MS / 1000, BAN_MS / 1000);
+	coord_round_on_lost(c, w);
+	wk->state = W_LOST;
+}
+
+bool coord_is_banned(const coord *c, const char *name)
+{
+	int64_t now = coord_now_ms();
+
+	for (size_t i = 0; i < c->n_workers; i++)
+		if (strcmp(c->workers[i].name, name) == 0)
+			return c->workers[i].banned_until_ms > now;
+	return false;
 }

@@ -37,6 +37,8 @@ typedef struct coord_config {
 	double lr, momentum, weight_decay, prox_mu;
 	char eval_images[1024], eval_labels[1024];
 	bool secure_agg, semi_malicious, retry_failed;
+	double over_selection, max_update_norm;
+	int64_t flood_limit;
 	double sa_clip, sa_gamma, sa_delta, sa_stage_s;
 	int64_t sa_qrange;
 } coord_config;
@@ -57,6 +59,8 @@ typedef struct coord_worker {
 	int64_t last_seen_ms;
 	worker_state state;
 	uint64_t refused;              /* messages refused from it */
+	uint32_t refused_window;       /* refusals in the current window */
+	int64_t window_start_ms, banned_until_ms;
 } coord_worker;
 
 typedef enum { P_TRAINING, P_READY, P_PULLING, P_UNDOING, P_DONE, P_FAILED } part_state;
@@ -69,6 +73,7 @@ typedef struct coord_participant {
 	tally_digest *chunk_digests;
 	size_t n_chunks;
 	size_t next_request, received, outstanding;
+	double norm2;                  /* squared L2 norm of what was added (plain rounds) */
 	double train_loss, train_accuracy;
 	bool lost;                     /* its worker went away (it may have finished first) */
 } coord_participant;
@@ -108,7 +113,8 @@ typedef struct coord {
 	coord_participant *parts;
 	size_t n_parts;
 	size_t inflight;               /* chunk requests outstanding, all participants */
-	uint64_t bytes_in, bytes_out, late_discarded;
+	uint64_t bytes_in, bytes_out, late_discarded, replays_ignored;
+	size_t target_updates;         /* updates that close the round early (over-selection), 0: all */
 	double best_accuracy;
 	FILE *metrics;
 	tally_rng select_rng;
@@ -131,6 +137,9 @@ int coord_run(coord *c);
 void coord_fini(coord *c);
 int coord_send(coord *c, int worker, tally_msg *m, const void *data, size_t len, zmq_free_fn *f, void *hint);
 void coord_refuse(coord *c, const uint8_t *rid, size_t rid_len, const char *reason);
+/* Counts a refused message of worker w; a worker over the flood limit is banned for a while. */
+void coord_note_refusal(coord *c, int w);
+bool coord_is_banned(const coord *c, const char *name);
 
 /* state.c: checkpoints */
 int coord_state_save(coord *c);

@@ -121,15 +121,21 @@ static int cmp_by_name(const void *a, const void *b, void *arg)
 	return strcmp(c->workers[*(const int *)a].name, c->workers[*(const int *)b].name);
 }
 
-static size_t pick_count(const coord *c, size_t live)
+/* How many to select: the planned number, plus the over-selection, within the live ones. Sets
+ * c->target_updates to the planned number when over-selecting (the round closes once it is in). */
+static size_t pick_count(coord *c, size_t live)
 {
-	size_t k = (size_t)ceil(c->cfg.fraction * (double)live);
+	size_t k = (size_t)ceil(c->cfg.fraction * (double)live), over;
 
 	if (k < (size_t)c->cfg.min_participants)
 		k = (size_t)c->cfg.min_participants;
 	if (c->cfg.max_participants && k > (size_t)c->cfg.max_participants)
 		k = (size_t)c->cfg.max_participants;
-	return k < live ? k : live;
+	if (k > live)
+		k = live;
+	over = k + (size_t)ceil(c->cfg.over_selection * (double)k);
+	c->target_updates = over > k && live > k ? k : 0;
+	return over < live ? over : live;
 }
 
 /* Chooses participants among idle workers; returns how many, 0 when too few are live. */
@@ -309,7 +315,8 @@ static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
 	tally_digest d;
 
 	if (p->state != P_TRAINING) {
-		finish_part(c, p, P_FAILED, "update_ready sent twice");
+		c->replays_ignored++; /* a duplicate or replayed offer: the first one stands */
+		tally_info("round %llu: ignored a repeated update_ready from '%s'", (unsigned long long)c->round, name);
 		return;
 	}
 	if (m->u.update_ready.n_params != update_words(c) || m->u.update_ready.n_chunks != nc) {
@@ -337,8 +344,9 @@ static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
 	p->state = P_READY;
 }
 
-/* Checks one received chunk against its committed digest and for finiteness. */
-static const char *check_chunk(const coord *c, const coord_participant *p, size_t index, const tally_inmsg *in)
+/* Checks one received chunk against its committed digest and for finiteness, and sums the
+ * squares of a plain update (its L2 norm is bounded when the round finishes). */
+static const char *check_chunk(const coord *c, coord_participant *p, size_t index, const tally_inmsg *in)
 {
 	size_t len = chunk_len(c, index);
 	const float *x = zmq_msg_data((zmq_msg_t *)&in->data);
@@ -349,9 +357,11 @@ static const char *check_chunk(const coord *c, const coord_participant *p, size_
 	tally_digest_chunk(x, len, d);
 	if (memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) != 0)
 		return "chunk does not match its digest";
-	for (size_t i = 0; !c->sa && i < len; i++) /* masked ring words are not floats */
+	for (size_t i = 0; !c->sa && i < len; i++) { /* masked ring words are not floats */
 		if (!isfinite(x[i]))
 			return "update holds NaN or infinity";
+		p->norm2 += (double)x[i] * x[i];
+	}
 	return NULL;
 }
 
@@ -402,6 +412,14 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return;
 	if (p->state == P_UNDOING) {
 		finish_part(c, p, P_FAILED, "update refused");
+		return;
+	}
+	if (!c->sa && c->cfg.max_update_norm > 0 && sqrt(p->norm2) > c->cfg.max_update_norm) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "update norm %.4g exceeds the bound %.4g", sqrt(p->norm2),
+			 c->cfg.max_update_norm);
+		start_undo(c, p, why);
 		return;
 	}
 	tally_agg_commit(c->agg, (double)p->examples);
@@ -460,7 +478,7 @@ void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
 		return;
 	}
 	if (t != TALLY_MSG_UPDATE_READY && t != TALLY_MSG_UPDATE_CHUNK) {
-		c->workers[worker].refused++;
+		coord_note_refusal(c, worker);
 		tally_warn("refused %s from '%s': not a message a worker sends", tally_msg_type_name(t),
 			   c->workers[worker].name);
 		coord_refuse(c, in->rid, in->rid_len, "unexpected message type");
@@ -522,7 +540,7 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		tl += (double)p->examples * p->train_loss;
 		ta += (double)p->examples * p->train_accuracy;
 	}
-	o = json_pack("{s:I, s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I}",
+	o = json_pack("{s:I, s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I, s:I}",
 		      "round", (json_int_t)c->round, "attempt", (json_int_t)c->attempts, "run_id", c->cfg.run_id,
 		      "applied", applied,
 		      "secure_agg", c->sa != NULL,
@@ -533,7 +551,7 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		      "train_loss", number_or_null(w > 0, tl / w),
 		      "train_accuracy", number_or_null(w > 0, ta / w),
 		      "seconds", secs, "bytes_in", (json_int_t)c->bytes_in, "bytes_out", (json_int_t)c->bytes_out,
-		      "late_discarded", (json_int_t)c->late_discarded);
+		      "late_discarded", (json_int_t)c->late_discarded, "replays_ignored", (json_int_t)c->replays_ignored);
 	line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
 	if (line) {
 		fprintf(c->metrics, "%s\n", line);
@@ -641,6 +659,16 @@ static bool all_settled(const coord *c)
 	return !c->sa || coord_sa_settled(c);
 }
 
+/* Over-selection: once the planned number of updates is in, the others are not needed. */
+static void enforce_target(coord *c)
+{
+	if (!c->target_updates || c->agg->updates < c->target_updates)
+		return;
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].state == P_TRAINING || c->parts[i].state == P_READY)
+			finish_part(c, &c->parts[i], P_FAILED, "enough updates this round");
+}
+
 static void enforce_deadline(coord *c)
 {
 	for (size_t i = 0; i < c->n_parts; i++) {
@@ -661,6 +689,7 @@ void coord_round_tick(coord *c)
 	}
 	if (coord_now_ms() >= c->round_deadline_ms)
 		enforce_deadline(c);
+	enforce_target(c);
 	if (c->sa)
 		coord_sa_tick(c);
 	schedule_pulls(c);

@@ -119,7 +119,7 @@ static void send_to_part(coord *c, coord_participant *p, tally_msg *m)
 
 static void refuse_part(coord *c, coord_participant *p, const char *what)
 {
-	c->workers[p->worker].refused++;
+	coord_note_refusal(c, p->worker);
 	tally_warn("round %llu: refused %s from '%s': %s", (unsigned long long)c->round, what,
 		   c->workers[p->worker].name, tally_errmsg());
 }

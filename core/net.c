@@ -49,7 +49,15 @@ struct tally_zap {
 	void *sock;
 	const tally_roster *roster;
 	uint64_t refused;
+	bool (*banned)(void *ctx, const char *name);
+	void *ban_ctx;
 };
+
+void tally_zap_set_ban_check(tally_zap *z, bool (*banned)(void *ctx, const char *name), void *ctx)
+{
+	z->banned = banned;
+	z->ban_ctx = ctx;
+}
 
 int tally_zap_new(tally_zap **out, void *ctx, const tally_roster *roster)
 {
@@ -122,7 +130,11 @@ void tally_zap_handle(tally_zap *z)
 		tally_key_fingerprint(zmq_msg_data(&f[6]), fp);
 		name = tally_roster_find(z->roster, zmq_msg_data(&f[6]));
 	}
-	if (name) {
+	if (name && z->banned && z->banned(z->ban_ctx, name)) {
+		z->refused++;
+		tally_warn("refused a connection from %s: worker '%s' (key %s) is banned for now", addr, name, fp);
+		zap_reply(z->sock, &f[1], "400", "banned", "");
+	} else if (name) {
 		tally_info("admitted worker '%s' (key %s) from %s", name, fp, addr);
 		zap_reply(z->sock, &f[1], "200", "OK", name);
 	} else {

@@ -135,6 +135,17 @@ int tally_sa_client_advertise(tally_sa_client *c, tally_sa_advert *out)
 	return 0;
 }
 
+/* A peer's round keys must agree with ours: a low-order point (even a signed one) is refused. */
+static bool keys_usable(const tally_sa_client *c, const tally_sa_advert *a)
+{
+	uint8_t shared[32];
+	bool ok = crypto_scalarmult(shared, c->sec->c_sk, a->c_pk) == 0 &&
+		  crypto_scalarmult(shared, c->sec->s_sk, a->s_pk) == 0;
+
+	sodium_memzero(shared, sizeof(shared));
+	return ok;
+}
+
 /* Checks the key list's shape and this worker's own entry; marks peers with a valid signature. */
 static int check_list(tally_sa_client *c, const tally_sa_advert *list, size_t n)
 {
@@ -152,8 +163,9 @@ static int check_list(tally_sa_client *c, const tally_sa_advert *list, size_t n)
 			continue;
 		}
 		c->keys[a->index] = *a;
-		c->valid[a->index] = c->has_pk[a->index] && sa_advert_verify(&c->p, c->names[a->index],
-									      c->sign_pk[a->index], a);
+		c->valid[a->index] = c->has_pk[a->index] &&
+				     sa_advert_verify(&c->p, c->names[a->index], c->sign_pk[a->index], a) &&
+				     keys_usable(c, a);
 	}
 	return mine ? 0 : tally_err(TALLY_ECRYPTO, "the key list leaves this worker out");
 }
@@ -201,8 +213,30 @@ static int seal_shares(tally_sa_client *c, const uint32_t *active, uint32_t n_ac
 	return rc;
 }
 
+static int share(tally_sa_client *c, const tally_sa_advert *list, size_t n_list, tally_sa_box **boxes,
+		 size_t *n_boxes, uint32_t **rejected, size_t *n_rejected);
+
+/* Each attempt starts from a clean view of the peers, so a refused list leaves nothing behind. */
 int tally_sa_client_share(tally_sa_client *c, const tally_sa_advert *list, size_t n_list,
 			  tally_sa_box **boxes, size_t *n_boxes, uint32_t **rejected, size_t *n_rejected)
+{
+	int rc;
+
+	if (c->stage == C_ADVERTISED) {
+		memset(c->keys, 0, c->p.n * sizeof(*c->keys));
+		memset(c->valid, 0, c->p.n * sizeof(bool));
+	}
+	rc = share(c, list, n_list, boxes, n_boxes, rejected, n_rejected);
+	if (rc) {
+		free(*rejected);
+		*rejected = NULL;
+		*n_rejected = 0;
+	}
+	return rc;
+}
+
+static int share(tally_sa_client *c, const tally_sa_advert *list, size_t n_list, tally_sa_box **boxes,
+		 size_t *n_boxes, uint32_t **rejected, size_t *n_rejected)
 {
 	uint32_t active[TALLY_SA_MAX_N], n_active = 0;
 	int rc;
@@ -271,8 +305,29 @@ static bool is_neighbour(const tally_sa_client *c, uint32_t j)
 	return sa_contains(c->nbr, c->p.k, j);
 }
 
+static int receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const tally_sa_box *boxes,
+		   size_t n_boxes, uint32_t **rejected, size_t *n_rejected);
+
 int tally_sa_client_receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const tally_sa_box *boxes,
 			    size_t n_boxes, uint32_t **rejected, size_t *n_rejected)
+{
+	int rc;
+
+	if (c->stage == C_SHARED) {
+		memset(c->in_u2, 0, c->p.n * sizeof(bool));
+		memset(c->held, 0, c->p.n * sizeof(bool));
+	}
+	rc = receive(c, u2, n_u2, boxes, n_boxes, rejected, n_rejected);
+	if (rc) {
+		free(*rejected);
+		*rejected = NULL;
+		*n_rejected = 0;
+	}
+	return rc;
+}
+
+static int receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const tally_sa_box *boxes,
+		   size_t n_boxes, uint32_t **rejected, size_t *n_rejected)
 {
 	int rc = 0;
 
@@ -384,7 +439,7 @@ int tally_sa_client_unmask(tally_sa_client *c, const uint32_t *dropped, size_t n
 	if ((rc = check_unmask_lists(c, dropped, n_dropped, survivors, n_survivors)))
 		return rc;
 	c->stage = C_UNMASKED; /* once only, whatever happens next */
-	r = sodium_malloc(sizeof(*r) * c->p.k + 1);
+	r = sodium_malloc(sizeof(*r) * (c->p.k + 1));
 	if (!r)
 		return TALLY_ENOMEM;
 	for (uint32_t i = 0; i < c->p.k; i++) {

@@ -355,10 +355,14 @@ int tally_sa_server_on_reveal(tally_sa_server *s, uint32_t from, const tally_sa_
 		return tally_err(TALLY_EPROTO, "revealed shares from %u out of place", from);
 	if (n > s->p.k || !neighbours(s, from, nbr))
 		return tally_err(TALLY_EPROTO, "worker %u revealed %zu shares for %u neighbours", from, n, s->p.k);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (!reveal_fits(s, from, nbr, &r[i]))
 			return tally_err(TALLY_EPROTO, "worker %u revealed a share it does not hold (owner %u)", from,
 					 r[i].owner);
+		for (size_t j = 0; j < i; j++)
+			if (r[j].owner == r[i].owner)
+				return tally_err(TALLY_EPROTO, "worker %u revealed two shares of %u", from, r[i].owner);
+	}
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = sharelist_push(r[i].kind == TALLY_SA_REVEAL_B ? &s->b_shares[r[i].owner] : &s->s_shares[r[i].owner],
 				    &r[i].share);
@@ -402,17 +406,29 @@ static int strip_self(tally_sa_server *s, uint32_t i, uint32_t *sum)
 	return rc;
 }
 
+static bool any_survivor(const tally_sa_server *s, const uint32_t *nbr)
+{
+	for (uint32_t i = 0; i < s->p.k; i++)
+		if (sa_contains(s->survivors, s->n_survivors, nbr[i]))
+			return true;
+	return false;
+}
+
 /* Removes the pairwise masks that survivors made with dropped worker d. */
 static int strip_dropped(tally_sa_server *s, uint32_t d, uint32_t *sum)
 {
 	uint8_t sk[32], pk[32], key[TALLY_MASK_KEY];
 	uint32_t nbr[TALLY_SA_MAX_N];
-	int rc = recover(s, &s->s_shares[d], d, "mask key", sk);
+	int rc;
+
+	if (!neighbours(s, d, nbr))
+		return fail(s, TALLY_EINVAL, "neighbour graph");
+	if (!any_survivor(s, nbr))
+		return 0; /* no survivor masked with it: nothing to remove */
+	rc = recover(s, &s->s_shares[d], d, "mask key", sk);
 
 	if (rc == 0 && (crypto_scalarmult_base(pk, sk) != 0 || memcmp(pk, s->adv[d].s_pk, 32) != 0))
 		rc = fail(s, TALLY_ECRYPTO, "a reconstructed mask key does not match its advertised public key");
-	if (rc == 0 && !neighbours(s, d, nbr))
-		rc = fail(s, TALLY_EINVAL, "neighbour graph");
 	for (uint32_t i = 0; rc == 0 && i < s->p.k; i++) {
 		uint32_t j = nbr[i];
 

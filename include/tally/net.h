@@ -36,6 +36,8 @@ void *tally_zap_socket(tally_zap *z);
 /* Answers one pending request; never fails the caller's loop (errors are logged). */
 void tally_zap_handle(tally_zap *z);
 uint64_t tally_zap_refused(const tally_zap *z);
+/* Also refuses enrolled names for which banned(ctx, name) is true (a worker banned for a while). */
+void tally_zap_set_ban_check(tally_zap *z, bool (*banned)(void *ctx, const char *name), void *ctx);
 void tally_zap_destroy(tally_zap **zp);
 
 /* One received message. */

@@ -153,7 +153,8 @@ const char *tally_sa_server_reason(const tally_sa_server *s);
 /* Whether worker i is still expected at the current stage. */
 bool tally_sa_server_expects(const tally_sa_server *s, uint32_t i);
 
-/* Stage 0 input. Refuses duplicates, wrong index, bad signature (roster given): TALLY_EPROTO. */
+/* Stage 0 input. Refuses duplicates or a wrong index (TALLY_EPROTO) and, with a roster, an advert
+ * not signed by the worker's enrolled identity (TALLY_ECRYPTO). */
 int tally_sa_server_on_advert(tally_sa_server *s, uint32_t from, const tally_sa_advert *a);
 /* Ends stage 0 (all in, or deadline): the key list for everyone (ascending), or TALLY_EQUORUM. */
 int tally_sa_server_close_advertise(tally_sa_server *s, const tally_sa_advert **list, size_t *n);

@@ -18,7 +18,7 @@ RATE=${TALLY_NETNS_RATE:-80mbit}    # tbf rate of every link, both directions
 DROP_PCT=${TALLY_NETNS_DROP_PCT:-2} # % of frames the switch drops at random
 DELAY_MS=${TALLY_NETNS_DELAY_MS:-30} # added by the proxy to each direction
 CUT_S=${TALLY_NETNS_CUT_S:-9}       # how long w2 is cut off
-PATIENCE_MS=30000                   # > 2 x CUT_S: TCP's retransmission back-off can double a cut
+PATIENCE_MS=${TALLY_NETNS_PATIENCE_MS:-30000} # > 2 x CUT_S: TCP retransmission back-off can double a cut
 ROUNDS=4
 COORD_IP=$SUBNET.0.1 COORD_PORT=7070 PROXY_PORT=7171
 HOSTS=(c w0 w1 w2)
@@ -153,15 +153,19 @@ run_worker() {
 	WPID[$k]=$!
 	PIDS+=("${WPID[$k]}")
 }
-# metrics RUN : one line per round: round applied updates seconds accuracy
+# metrics RUN : one line per attempt at a round (a round that failed is tried again):
+# round attempt applied updates seconds accuracy
 metrics() {
+	[ -f "$WORK/$1-state/metrics.jsonl" ] || return 0
 	/usr/bin/python3 -c 'import json,sys
 for l in open(sys.argv[1]):
-    o=json.loads(l); print(o["round"], str(o["applied"]).lower(), o["updates"], o["seconds"], o.get("accuracy"))' \
+    o=json.loads(l)
+    print(o["round"], o.get("attempt", 1), str(o["applied"]).lower(), o["updates"], o["seconds"], o.get("accuracy"))' \
 		"$WORK/$1-state/metrics.jsonl"
 }
-lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
-netns_rounds_at_least() { [ "$(lines "$WORK/netns-state/metrics.jsonl")" -ge "$1" ]; }
+# rounds_applied RUN : the highest round applied so far
+rounds_applied() { metrics "$1" | awk '$3 == "true" && $1 > m {m = $1} END {print m + 0}'; }
+netns_rounds_at_least() { [ "$(rounds_applied netns)" -ge "$1" ]; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; } # since T0 : seconds
 # finish RUN LIMIT : the run's coordinator exits 0 with every round applied by 3 updates, and its
 # workers exit 0 after the coordinator's goodbye
@@ -170,12 +174,13 @@ finish() {
 	wait_exit "$COORD_PID" "$limit" || fail "$run: coordinator did not finish within $limit s"
 	reaped "$COORD_PID"
 	[ "$STATUS" = 0 ] || fail "$run: coordinator exited with $STATUS"
-	[ "$(lines "$WORK/$run-state/metrics.jsonl")" = $ROUNDS ] ||
-		fail "$run: expected $ROUNDS rounds in metrics.jsonl, found $(lines "$WORK/$run-state/metrics.jsonl")"
-	while read -r r applied updates _; do
-		[ "$applied" = true ] || fail "$run: round $r not applied"
+	# Every round applied at its first attempt, with all three updates: nothing was given up on.
+	while read -r r a applied updates secs _; do
+		[ "$applied" = true ] || fail "$run: round $r (attempt $a) not applied: $updates updates in $secs s"
 		[ "$updates" = 3 ] || fail "$run: round $r aggregated $updates updates, not 3"
 	done < <(metrics "$run")
+	[ "$(metrics "$run" | awk '{printf "%s ", $1}')" = "$(seq -s ' ' 1 $ROUNDS) " ] ||
+		fail "$run: expected rounds 1..$ROUNDS once each in metrics.jsonl, found: $(metrics "$run" | awk '{printf "%s.%s ", $1, $2}')"
 	for k in 0 1 2; do
 		wait_exit "${WPID[$k]}" 30 || fail "$run: worker w$k did not leave after the run"
 		reaped "${WPID[$k]}"
@@ -185,7 +190,7 @@ finish() {
 		fail "$run: round 1 was not a secure aggregation over 3 workers"
 	[ "$(grep -c "admitted worker" "$WORK/$run-coordinator.log")" -ge 3 ] || fail "$run: fewer than 3 CURVE admissions"
 }
-final_accuracy() { metrics "$1" | tail -1 | awk '{print $5}'; }
+final_accuracy() { metrics "$1" | tail -1 | awk '{print $6}'; }
 # reaped PID : forgets a child that wait_exit has collected, so that no cleanup kills its pid
 # after the system has given the number to another process
 reaped() {
@@ -258,7 +263,7 @@ for k in 0 1 2; do run_worker netns $k "tcp://$COORD_IP:$PROXY_PORT" ip netns ex
 # for CUT_S seconds, then let back in. Patience is longer than the cut: w2 must be waited for.
 wait_for 120 netns_rounds_at_least 1 ||
 	fail "netns: round 1 not applied within 120 s"
-rounds_at_cut=$(lines "$WORK/netns-state/metrics.jsonl")
+rounds_at_cut=$(rounds_applied netns)
 [ "$rounds_at_cut" -lt $ROUNDS ] || fail "netns: the run ended before w2 could be cut off"
 in_ns sw nft add rule bridge tally_netns cutoff iifname "sw-w2" counter name cut_w2 drop
 in_ns sw nft add rule bridge tally_netns cutoff oifname "sw-w2" counter name cut_w2 drop
@@ -291,7 +296,7 @@ done
 acc_lo=$(final_accuracy lo)
 acc_netns=$(final_accuracy netns)
 echo "---- figures"
-echo "loopback: $t_lo s for $ROUNDS rounds; round: applied updates seconds accuracy"
+echo "loopback: $t_lo s for $ROUNDS rounds; round attempt applied updates seconds accuracy:"
 metrics lo | sed 's/^/  /'
 echo "netns: $t_netns s for $ROUNDS rounds (rate $RATE, ${DROP_PCT}% drop, +${DELAY_MS} ms each way, w2 cut $CUT_S s after round $rounds_at_cut)"
 metrics netns | sed 's/^/  /'
@@ -325,7 +330,7 @@ pass "shaping active: $drop_packets frames dropped by nftables, tbf overlimits $
 # Evidence of the cut: frames to or from w2 were dropped by the cut rule, and a round in progress
 # then waited for w2 (lasting about as long as the cut) instead of going on without it.
 [ "$cut_packets" -gt 0 ] || fail "the cut-off rule dropped nothing: w2 was not cut off"
-longest=$(metrics netns | awk -v r="$rounds_at_cut" '$1 > r && $4 > m {m=$4} END {print m+0}')
+longest=$(metrics netns | awk -v r="$rounds_at_cut" '$1 > r && $5 > m {m = $5} END {print m + 0}')
 /usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) - 2 else 1)' "$longest" "$CUT_S" ||
 	fail "no round after the cut lasted about $CUT_S s (longest $longest s): the cut did not stall a round"
 ! grep -q "marked lost" "$WORK/netns-coordinator.log" || fail "a worker was marked lost: $(grep "marked lost" "$WORK/netns-coordinator.log")"
