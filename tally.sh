@@ -13,7 +13,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 
 packages=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libopenblas-dev zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist
-	python3-numpy)
+	python3-numpy iproute2 nftables)
 
 install_packages() {
 	local missing=()

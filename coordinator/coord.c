@@ -286,6 +286,7 @@ static void on_message(coord *c, tally_inmsg *in)
 		c->workers[w].state = W_LOST;
 	} else if (t == TALLY_MSG_REFUSAL) {
 		tally_warn("worker '%s' refused a message: %s", c->workers[w].name, in->msg.u.text.reason);
+		coord_round_on_withdrawal(c, w, &in->msg);
 	} else {
 		coord_round_on_message(c, w, in);
 	}
@@ -359,7 +360,9 @@ int coord_run(coord *c)
 	int n_items = c->zap ? 3 : 2;
 
 	while (!c->stopping && !coord_round_is_finished(c)) {
-		if (zmq_poll(items, n_items, 100) < 0 && zmq_errno() != EINTR)
+		/* libzmq frees sent model chunks on its own thread without waking us: while the paced
+		 * broadcast is on, come back every 2 ms to hand it the next ones. */
+		if (zmq_poll(items, n_items, coord_round_is_busy(c) ? 2 : 100) < 0 && zmq_errno() != EINTR)
 			return tally_err(TALLY_EIO, "poll: %s", zmq_strerror(zmq_errno()));
 		if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
 			tally_zap_handle(c->zap);
@@ -379,9 +382,9 @@ int coord_run(coord *c)
 		say_goodbye(c, "coordinator shutting down", false);
 	else
 		say_goodbye(c, "run complete", true);
-	tally_info("stopped after round %llu; %llu bytes in, %llu bytes out",
-		   (unsigned long long)c->round, (unsigned long long)c->bytes_in,
-		   (unsigned long long)c->bytes_out);
+	tally_info("stopped after round %llu; %llu bytes in, %llu tensor bytes out over the run",
+		   (unsigned long long)c->round, (unsigned long long)(c->total_in + c->bytes_in),
+		   (unsigned long long)(c->total_out + c->bytes_out));
 	return 0;
 }
 

@@ -74,6 +74,7 @@ typedef struct coord_participant {
 	size_t n_chunks;
 	size_t next_request, received, outstanding;
 	double norm2;                  /* squared L2 norm of what was added (plain rounds) */
+	size_t model_next;             /* next chunk of the global model to send it */
 	double train_loss, train_accuracy;
 	bool lost;                     /* its worker went away (it may have finished first) */
 } coord_participant;
@@ -83,6 +84,7 @@ typedef struct coord_blob {
 	float *data;
 	size_t n;
 	int refs;
+	int *sending;                  /* chunks of it libzmq still holds (the broadcast window) */
 } coord_blob;
 
 typedef struct coord {
@@ -113,7 +115,9 @@ typedef struct coord {
 	coord_participant *parts;
 	size_t n_parts;
 	size_t inflight;               /* chunk requests outstanding, all participants */
-	uint64_t bytes_in, bytes_out, late_discarded, replays_ignored;
+	int model_sending;             /* model chunks handed to libzmq and not yet sent (atomic) */
+	uint64_t bytes_in, bytes_out, late_discarded, replays_ignored; /* bytes: this round's */
+	uint64_t total_in, total_out;  /* bytes over the whole run */
 	size_t target_updates;         /* updates that close the round early (over-selection), 0: all */
 	double best_accuracy;
 	FILE *metrics;
@@ -151,8 +155,12 @@ int coord_round_load_model(coord *c);
 void coord_round_tick(coord *c);
 void coord_round_on_message(coord *c, int worker, tally_inmsg *in);
 void coord_round_on_lost(coord *c, int worker);
+/* A participant refused a message of the current attempt: it cannot go on with the round. */
+void coord_round_on_withdrawal(coord *c, int worker, const tally_msg *refusal);
 void coord_round_fini(coord *c);
 bool coord_round_is_finished(const coord *c);
+/* Whether the round has work the loop should come back to soon (the paced broadcast). */
+bool coord_round_is_busy(const coord *c);
 
 /* secround.c: secure aggregation inside a round (participant index = position in parts) */
 int coord_sa_start(coord *c, tally_msg *round_start);

@@ -28,11 +28,14 @@
 
 /* ---- the shared model buffer ---- */
 
+/* libzmq's free function for a sent model chunk (data != NULL; may run on its I/O thread), and
+ * the drop of the coordinator's own reference (data == NULL). */
 static void blob_unref(void *data, void *hint)
 {
 	coord_blob *b = hint;
 
-	(void)data;
+	if (data)
+		__atomic_sub_fetch(b->sending, 1, __ATOMIC_ACQ_REL);
 	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		free(b->data);
 		free(b);
@@ -59,6 +62,7 @@ static int blob_own(coord *c)
 	}
 	memcpy(b->data, c->blob->data, c->blob->n * sizeof(float));
 	b->n = c->blob->n;
+	b->sending = &c->model_sending;
 	b->refs = 1;
 	blob_unref(NULL, c->blob);
 	c->blob = b;
@@ -106,6 +110,7 @@ int coord_round_load_model(coord *c)
 		return TALLY_ENOMEM;
 	c->blob->data = c->global->params;
 	c->blob->n = c->global->n_params;
+	c->blob->sending = &c->model_sending;
 	c->blob->refs = 1;
 	tally_rng_seed(&c->select_rng, (uint64_t)c->cfg.round_seed, 0x5e1ec7);
 	tally_info("model %s: %zu parameters", c->cfg.arch, c->global->n_params);
@@ -181,21 +186,52 @@ static void round_start_msg(coord *c, tally_msg *m)
 	};
 }
 
-static void send_model(coord *c, int w, tally_msg *m)
+static void send_round_start(coord *c, int w, tally_msg *m)
+{
+	m->u.round_start.deadline_ms = (uint32_t)(c->round_deadline_ms - coord_now_ms());
+	coord_send(c, w, m, NULL, 0, NULL, NULL);
+}
+
+/*
+ * The paced broadcast: model chunks go out zero-copy from the one shared buffer, at most
+ * max_inflight_chunks at a time over all connections (each connection encrypts its chunk into a
+ * buffer of its own, so sending to everyone at once would cost a chunk per worker), and to one
+ * participant after another, so that the first can start training early.
+ */
+static void schedule_broadcast(coord *c)
 {
 	size_t n = c->global->n_params, nc = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
 
-	m->u.round_start.deadline_ms = (uint32_t)(c->round_deadline_ms - coord_now_ms());
-	if (coord_send(c, w, m, NULL, 0, NULL, NULL))
-		return;
-	for (size_t i = 0; i < nc; i++) {
-		tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
-		size_t off = i * TALLY_CHUNK_FLOATS, len = n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
+	for (size_t i = 0; i < c->n_parts; i++) {
+		coord_participant *p = &c->parts[i];
 
-		cm.u.chunk.index = i;
-		if (coord_send(c, w, &cm, c->blob->data + off, len * sizeof(float), blob_unref, blob_ref(c->blob)))
+		while (p->model_next < nc && p->state == P_TRAINING && !p->lost &&
+		       __atomic_load_n(&c->model_sending, __ATOMIC_ACQUIRE) < c->cfg.max_inflight_chunks) {
+			tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
+			size_t off = p->model_next * TALLY_CHUNK_FLOATS;
+			size_t len = n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
+
+			cm.u.chunk.index = p->model_next++;
+			__atomic_add_fetch(&c->model_sending, 1, __ATOMIC_ACQ_REL);
+			if (coord_send(c, p->worker, &cm, c->blob->data + off, len * sizeof(float), blob_unref,
+				       blob_ref(c->blob))) {
+				p->model_next = nc; /* unreachable: its loss shows in its silence */
+				break;
+			}
+		}
+		if (p->model_next < nc && p->state == P_TRAINING && !p->lost)
 			return;
 	}
+}
+
+bool coord_round_is_busy(const coord *c)
+{
+	size_t nc = c->global ? tally_chunk_count(c->global->n_params, TALLY_CHUNK_FLOATS) : 0;
+
+	for (size_t i = 0; c->round_open && i < c->n_parts; i++)
+		if (c->parts[i].model_next < nc && c->parts[i].state == P_TRAINING)
+			return true;
+	return false;
 }
 
 static void start_round(coord *c)
@@ -243,7 +279,8 @@ static void start_round(coord *c)
 		return;
 	}
 	for (size_t i = 0; i < k; i++)
-		send_model(c, chosen[i], &rs);
+		send_round_start(c, chosen[i], &rs);
+	schedule_broadcast(c);
 	tally_info("round %llu: %zu participant(s), deadline %.0f s", (unsigned long long)c->round, k,
 		   c->cfg.deadline_s);
 	free(chosen);
@@ -623,6 +660,8 @@ static void close_round(coord *c)
 		tally_error("round %llu: %s: global model unchanged", (unsigned long long)c->round, tally_errmsg());
 	}
 	write_metrics(c, applied, acc, loss, secs);
+	c->total_in += c->bytes_in;
+	c->total_out += c->bytes_out;
 	if (applied && c->eval)
 		tally_info("round %llu: accuracy %.4f loss %.4f, %u update(s), %.1f s", (unsigned long long)c->round,
 			   acc, loss, c->agg->updates, secs);
@@ -659,6 +698,22 @@ static bool all_settled(const coord *c)
 	return !c->sa || coord_sa_settled(c);
 }
 
+/* Ends a round that can no longer reach its quorum instead of waiting for its deadlines. */
+static void enforce_quorum(coord *c)
+{
+	size_t alive = 0;
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		alive += c->parts[i].state == P_DONE || (c->parts[i].state != P_FAILED && !c->parts[i].lost);
+	if (alive >= (size_t)c->cfg.quorum)
+		return;
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].state == P_TRAINING || c->parts[i].state == P_READY)
+			finish_part(c, &c->parts[i], P_FAILED, "the round cannot reach its quorum");
+	if (c->sa)
+		coord_sa_abort(c, "fewer live participants than the quorum");
+}
+
 /* Over-selection: once the planned number of updates is in, the others are not needed. */
 static void enforce_target(coord *c)
 {
@@ -687,14 +742,19 @@ void coord_round_tick(coord *c)
 			start_round(c);
 		return;
 	}
+	schedule_broadcast(c);
 	if (coord_now_ms() >= c->round_deadline_ms)
 		enforce_deadline(c);
 	enforce_target(c);
+	enforce_quorum(c);
 	if (c->sa)
 		coord_sa_tick(c);
 	schedule_pulls(c);
-	if (all_settled(c))
+	if (all_settled(c)) {
 		close_round(c);
+		if ((int64_t)c->round < c->cfg.rounds && !c->stopping && coord_now_ms() >= c->next_round_at_ms)
+			start_round(c); /* the next round at once, not at the next poll timeout */
+	}
 }
 
 bool coord_round_is_finished(const coord *c)
@@ -713,4 +773,19 @@ bool coord_round_is_finished(const coord *c)
 void coord_round_fini(coord *c)
 {
 	blob_release_model(c);
+}
+
+void coord_round_on_withdrawal(coord *c, int worker, const tally_msg *m)
+{
+	coord_participant *p = c->round_open && m->round == c->round && m->attempt == c->attempt
+				       ? find_part(c, worker) : NULL;
+	char why[TALLY_TEXT_MAX + 16];
+
+	if (!p || p->state == P_DONE || p->state == P_FAILED)
+		return;
+	snprintf(why, sizeof(why), "withdrew: %s", m->u.text.reason);
+	if (p->state == P_PULLING || p->state == P_UNDOING)
+		poison_round(c, "a worker withdrew while its update was being added");
+	else
+		finish_part(c, p, P_FAILED, why);
 }

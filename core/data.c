@@ -156,7 +156,7 @@ static int idx_images(const uint8_t *b, size_t len, const char *name, uint32_t *
 
 static int idx_labels(const uint8_t *b, size_t len, const char *name, uint32_t *n)
 {
-	uint32_t d[1];
+	uint32_t d[1] = {0};
 	int rc = idx_header(b, len, name, 1, d);
 
 	if (rc)

@@ -61,23 +61,27 @@ static int check_params(const tally_quant *q)
 	return 0;
 }
 
-/* The fractional level of x: (clamp(x) + c) / (2c) * qrange, in [0, qrange]. */
-static double level_of(const tally_quant *q, float x)
+/*
+ * Stochastic rounding of the fractional level y = (clamp(x) + c) * qrange / (2c) in [0, qrange]:
+ * floor(y) + 1 with probability y - floor(y), decided by one 32-bit uniform draw u (so the
+ * probability is exact to 2^-32). y >= 0, so truncation is the floor.
+ */
+static inline uint64_t round_level(double x, double c, double scale, uint64_t qrange, uint32_t u)
 {
-	double c = q->clip, v = x;
+	double v = x < -c ? -c : x > c ? c : x, y = (v + c) * scale;
+	uint64_t fl = (uint64_t)y, level = fl + ((double)u < (y - (double)fl) * 4294967296.0);
 
-	v = v < -c ? -c : v > c ? c : v;
-	return (v + c) / (2.0 * c) * (double)q->qrange;
+	return level > qrange ? qrange : level;
 }
 
-/* Stochastic rounding: floor(y) + 1 with probability y - floor(y). One draw per element. */
-static uint64_t round_level(const tally_quant *q, double y, tally_rng *rng)
-{
-	double fl = floor(y);
-	uint64_t level = (uint64_t)fl + (tally_rng_uniform(rng) < y - fl);
-
-	return level > q->qrange ? q->qrange : level;
-}
+/* Fills o[0..n) with w * level, two elements per 64-bit draw. */
+#define ENCODE_LOOP(T)                                                                          \
+	for (size_t i = 0; i < n; i += 2) {                                                      \
+		uint64_t r = tally_rng_u64(rng);                                                 \
+		o[i] = (T)(w * round_level(x[i], c, scale, q->qrange, (uint32_t)r));              \
+		if (i + 1 < n)                                                                   \
+			o[i + 1] = (T)(w * round_level(x[i + 1], c, scale, q->qrange, (uint32_t)(r >> 32))); \
+	}
 
 int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out)
 {
@@ -97,17 +101,17 @@ int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t 
 	for (size_t i = 0; i < n; i++)
 		if (!isfinite(x[i]))
 			return tally_err(TALLY_ENONFINITE, "quant: element %zu is not finite", i);
+	double c = q->clip, scale = (double)q->qrange / (2.0 * c);
+
 	if (q->ring_bits == 32) {
 		uint32_t *o = out;
 
-		for (size_t i = 0; i < n; i++)
-			o[i] = (uint32_t)(w * round_level(q, level_of(q, x[i]), rng));
+		ENCODE_LOOP(uint32_t)
 		o[n] = (uint32_t)w;
 	} else {
 		uint64_t *o = out;
 
-		for (size_t i = 0; i < n; i++)
-			o[i] = w * round_level(q, level_of(q, x[i]), rng);
+		ENCODE_LOOP(uint64_t)
 		o[n] = w;
 	}
 	return 0;

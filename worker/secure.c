@@ -65,6 +65,17 @@ int worker_sa_start(worker *w, const tally_msg *m)
 	return rc;
 }
 
+/* Leaves this round's secure aggregation, telling the coordinator why so it need not wait. */
+static void leave(worker *w, uint64_t round)
+{
+	tally_msg m = {.type = TALLY_MSG_REFUSAL, .round = round};
+
+	tally_error("round %llu: leaving secure aggregation: %s", (unsigned long long)round, tally_errmsg());
+	snprintf(m.u.text.reason, sizeof(m.u.text.reason), "%s", tally_errmsg());
+	worker_send(w, &m, NULL, 0);
+	worker_sa_end(w);
+}
+
 void worker_sa_end(worker *w)
 {
 	tally_sa_client_destroy(&w->sa);
@@ -83,8 +94,7 @@ static void on_key_list(worker *w, const tally_msg *m)
 				   (unsigned long long)m->round, out.u.boxes.n_ids);
 		worker_send(w, &out, NULL, 0);
 	} else {
-		tally_error("round %llu: leaving secure aggregation: %s", (unsigned long long)m->round, tally_errmsg());
-		worker_sa_end(w);
+		leave(w, m->round);
 	}
 	free(out.u.boxes.boxes);
 	free(out.u.boxes.ids);
@@ -97,8 +107,7 @@ static void on_relay(worker *w, const tally_msg *m)
 					 &out.u.boxes.ids, &out.u.boxes.n_ids);
 
 	if (rc) {
-		tally_error("round %llu: leaving secure aggregation: %s", (unsigned long long)m->round, tally_errmsg());
-		worker_sa_end(w);
+		leave(w, m->round);
 		return;
 	}
 	if (out.u.boxes.n_ids)

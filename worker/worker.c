@@ -273,8 +273,11 @@ static void on_round_start(worker *w, const tally_msg *m)
 	memcpy(w->model_digest, m->u.round_start.model_digest, TALLY_DIGEST_BYTES);
 	w->phase = WS_RECEIVING;
 	if (m->u.round_start.secure && worker_sa_start(w, m)) {
-		tally_error("round %llu: cannot take part in secure aggregation: %s", (unsigned long long)m->round,
-			    tally_errmsg());
+		char why[TALLY_TEXT_MAX];
+
+		snprintf(why, sizeof(why), "cannot take part in secure aggregation: %s", tally_errmsg());
+		tally_error("round %llu: %s", (unsigned long long)m->round, why);
+		refuse(w, why);
 		drop_round(w);
 	}
 }

@@ -15,7 +15,23 @@ typedef struct tally_rng {
 
 /* Seeds from a 64-bit seed and a stream number, so that (seed, stream) pairs are independent. */
 void tally_rng_seed(tally_rng *r, uint64_t seed, uint64_t stream);
-uint64_t tally_rng_u64(tally_rng *r);
+
+/* The next 64 random bits (inline: hot loops such as quantization draw once per element). */
+static inline uint64_t tally_rng_u64(tally_rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t x = s[1] * 5;
+	uint64_t result = ((x << 7) | (x >> 57)) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = (s[3] << 45) | (s[3] >> 19);
+	return result;
+}
 /* Uniform in [0, bound), without modulo bias; bound > 0. */
 uint64_t tally_rng_below(tally_rng *r, uint64_t bound);
 /* Uniform in [0, 1) with 53 random bits. */

