@@ -15,6 +15,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdbool.h>
 
 #define QRANGE_MAX (UINT64_C(1) << 40)
 
@@ -68,22 +69,45 @@ static int check_params(const tally_quant *q)
  */
 static inline uint64_t round_level(double x, double c, double scale, uint64_t qrange, uint32_t u)
 {
-	double v = x < -c ? -c : x > c ? c : x, y = (v + c) * scale;
-	uint64_t fl = (uint64_t)y, level = fl + ((double)u < (y - (double)fl) * 4294967296.0);
+	/* The level in 32.32 fixed point, (clamp(x) + c) * qrange / (2c) * 2^32, fits 64 bits while
+	 * qrange <= 2^30 (the common case); larger ranges take the double path. */
+	double v = x < -c ? -c : x > c ? c : x;
 
-	return level > qrange ? qrange : level;
+	if (qrange <= (UINT64_C(1) << 30)) {
+		uint64_t fx = (uint64_t)(int64_t)((v + c) * scale);
+		uint64_t level = (fx >> 32) + ((uint32_t)fx > u);
+
+		return level > qrange ? qrange : level;
+	} else {
+		double y = (v + c) * (scale * 0x1p-32);
+		uint64_t fl = (uint64_t)y, level = fl + ((double)u < (y - (double)fl) * 4294967296.0);
+
+		return level > qrange ? qrange : level;
+	}
 }
 
-/* Fills o[0..n) with w * level, two elements per 64-bit draw. */
-#define ENCODE_LOOP(T)                                                                          \
+/* o[i] = w * level (OP =) or o[i] += w * level (OP +=), two elements per 64-bit draw. */
+#define ENCODE_LOOP(T, OP)                                                                      \
 	for (size_t i = 0; i < n; i += 2) {                                                      \
 		uint64_t r = tally_rng_u64(rng);                                                 \
-		o[i] = (T)(w * round_level(x[i], c, scale, q->qrange, (uint32_t)r));              \
+		o[i] OP(T)(w * round_level(x[i], c, scale, q->qrange, (uint32_t)r));              \
 		if (i + 1 < n)                                                                   \
-			o[i + 1] = (T)(w * round_level(x[i + 1], c, scale, q->qrange, (uint32_t)(r >> 32))); \
+			o[i + 1] OP(T)(w * round_level(x[i + 1], c, scale, q->qrange, (uint32_t)(r >> 32))); \
 	}
 
+static int encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out, bool add);
+
 int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out)
+{
+	return encode(q, x, n, w, rng, out, false);
+}
+
+int tally_quant_encode_add(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out)
+{
+	return encode(q, x, n, w, rng, out, true);
+}
+
+static int encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out, bool add)
 {
 	int rc = check_params(q);
 	uint32_t need;
@@ -101,18 +125,28 @@ int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t 
 	for (size_t i = 0; i < n; i++)
 		if (!isfinite(x[i]))
 			return tally_err(TALLY_ENONFINITE, "quant: element %zu is not finite", i);
-	double c = q->clip, scale = (double)q->qrange / (2.0 * c);
+	double c = q->clip, scale = (double)q->qrange / (2.0 * c) * 0x1p32; /* levels in 32.32 fixed point */
 
 	if (q->ring_bits == 32) {
 		uint32_t *o = out;
 
-		ENCODE_LOOP(uint32_t)
-		o[n] = (uint32_t)w;
+		if (add) {
+			ENCODE_LOOP(uint32_t, +=)
+			o[n] += (uint32_t)w;
+		} else {
+			ENCODE_LOOP(uint32_t, =)
+			o[n] = (uint32_t)w;
+		}
 	} else {
 		uint64_t *o = out;
 
-		ENCODE_LOOP(uint64_t)
-		o[n] = w;
+		if (add) {
+			ENCODE_LOOP(uint64_t, +=)
+			o[n] += w;
+		} else {
+			ENCODE_LOOP(uint64_t, =)
+			o[n] = w;
+		}
 	}
 	return 0;
 }

@@ -18,6 +18,8 @@ typedef struct secrets {
 	uint8_t c_sk[32], s_sk[32], b[32];
 	tally_share held_s[TALLY_SA_MAX_N]; /* shares held for each peer, indexed by owner */
 	tally_share held_b[TALLY_SA_MAX_N];
+	uint8_t pair_key[TALLY_SA_MAX_N][TALLY_MASK_KEY]; /* by neighbour position, once the relay is in */
+	uint8_t self_key[TALLY_MASK_KEY];
 } secrets;
 
 struct tally_sa_client {
@@ -33,7 +35,10 @@ struct tally_sa_client {
 	tally_sa_advert *keys;   /* by index, valid[i] when checked */
 	bool *valid, *held, *in_u2;
 	uint32_t *nbr;           /* graph neighbours, k of them */
+	uint32_t *mask;          /* the sum of this worker's masks once prepared (secret until used) */
 };
+
+static void free_mask(tally_sa_client *c);
 
 uint32_t tally_sa_client_index(const tally_sa_client *c)
 {
@@ -103,6 +108,7 @@ void tally_sa_client_destroy(tally_sa_client **cp)
 	if (!cp || !*cp)
 		return;
 	c = *cp;
+	free_mask(c);
 	sodium_free(c->sec); /* wipes */
 	free(c->names);
 	free(c->sign_pk);
@@ -300,6 +306,24 @@ static int open_box(tally_sa_client *c, const tally_sa_box *box)
 	return rc;
 }
 
+/* Key agreement with every neighbour kept in U2, and the self-mask key: done once the relay is in,
+ * so that masking itself is keystream only. */
+static int derive_mask_keys(tally_sa_client *c)
+{
+	uint64_t elems = c->p.length + 1;
+	int rc = 0;
+
+	tally_mask_kdf(c->sec->self_key, c->sec->b, TALLY_MASK_SELF, c->session, c->p.round, elems);
+	for (uint32_t i = 0; rc == 0 && i < c->p.k; i++) {
+		uint32_t j = c->nbr[i];
+
+		if (c->in_u2[j] && c->valid[j])
+			rc = tally_mask_agree(c->sec->pair_key[i], c->sec->s_sk, c->keys[j].s_pk, TALLY_MASK_PAIR,
+					      c->session, c->p.round, elems);
+	}
+	return rc;
+}
+
 static bool is_neighbour(const tally_sa_client *c, uint32_t j)
 {
 	return sa_contains(c->nbr, c->p.k, j);
@@ -356,7 +380,10 @@ static int receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const ta
 		if (c->in_u2[j] && c->valid[j] && !c->held[j])
 			rc = push(rejected, n_rejected, j);
 	}
-	c->stage = C_RECEIVED;
+	if (rc == 0)
+		rc = derive_mask_keys(c);
+	if (rc == 0)
+		c->stage = C_RECEIVED;
 	return rc;
 }
 
@@ -371,42 +398,52 @@ static void add_mask(const tally_sa_params *p, uint32_t *v, const uint8_t key[TA
 		tally_mask_add_u64((uint64_t *)v, elems, 0, key, sign);
 }
 
+static void free_mask(tally_sa_client *c)
+{
+	if (c->mask)
+		sodium_memzero(c->mask, tally_sa_vector_words(&c->p) * 4);
+	free(c->mask);
+	c->mask = NULL;
+}
+
+int tally_sa_client_prepare(tally_sa_client *c)
+{
+	size_t bytes = tally_sa_vector_words(&c->p) * 4;
+
+	if (c->stage != C_RECEIVED)
+		return tally_err(TALLY_EPROTO, "masks before the share relay");
+	if (c->mask)
+		return 0;
+	c->mask = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	if (!c->mask)
+		return TALLY_ENOMEM;
+	memset(c->mask, 0, bytes);
+	add_mask(&c->p, c->mask, c->sec->self_key, +1);
+	for (uint32_t i = 0; i < c->p.k; i++) {
+		uint32_t j = c->nbr[i];
+
+		if (c->in_u2[j] && c->valid[j])
+			add_mask(&c->p, c->mask, c->sec->pair_key[i], c->me < j ? +1 : -1);
+	}
+	return 0;
+}
+
 int tally_sa_client_mask(tally_sa_client *c, const float *update, uint64_t w, tally_rng *rng, uint32_t **masked)
 {
-	uint64_t elems = c->p.length + 1;
-	uint8_t key[TALLY_MASK_KEY];
-	uint32_t *v;
 	int rc;
 
 	*masked = NULL;
 	if (c->stage != C_RECEIVED)
 		return tally_err(TALLY_EPROTO, "masking before the share relay");
-	v = aligned_alloc(64, (tally_sa_vector_words(&c->p) * 4 + 63) & ~(size_t)63);
-	if (!v)
-		return TALLY_ENOMEM;
-	rc = tally_quant_encode(&c->p.quant, update, (size_t)c->p.length, w, rng, v);
-	if (rc) {
-		free(v);
+	if ((rc = tally_sa_client_prepare(c)))
 		return rc;
-	}
-	tally_mask_kdf(key, c->sec->b, TALLY_MASK_SELF, c->session, c->p.round, elems);
-	add_mask(&c->p, v, key, +1);
-	for (uint32_t i = 0; rc == 0 && i < c->p.k; i++) {
-		uint32_t j = c->nbr[i];
-
-		if (!c->in_u2[j] || !c->valid[j])
-			continue;
-		rc = tally_mask_agree(key, c->sec->s_sk, c->keys[j].s_pk, TALLY_MASK_PAIR, c->session, c->p.round, elems);
-		if (rc == 0)
-			add_mask(&c->p, v, key, c->me < j ? +1 : -1);
-	}
-	sodium_memzero(key, sizeof(key));
-	if (rc) {
-		free(v);
-		return rc;
-	}
+	/* Quantize straight into the mask: one pass, and the vector leaves this state masked. */
+	rc = tally_quant_encode_add(&c->p.quant, update, (size_t)c->p.length, w, rng, c->mask);
+	if (rc)
+		return rc; /* the mask stays for another try */
 	c->stage = C_MASKED;
-	*masked = v;
+	*masked = c->mask;
+	c->mask = NULL;
 	return 0;
 }
 

@@ -115,6 +115,9 @@ static void on_relay(worker *w, const tally_msg *m)
 			   out.u.boxes.n_ids);
 	worker_send(w, &out, NULL, 0);
 	free(out.u.boxes.ids);
+	/* The masks do not depend on the update: add them up now, while training goes on. */
+	if (tally_sa_client_prepare(w->sa))
+		tally_warn("round %llu: masks not prepared ahead: %s", (unsigned long long)m->round, tally_errmsg());
 	fault_point("before-input");
 }
 

@@ -34,6 +34,9 @@ uint32_t tally_quant_ring_bits(uint64_t n, uint64_t max_weight, uint64_t qrange)
  */
 int tally_quant_encode(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out);
 
+/* As tally_quant_encode, but adds the encoding into out (wrapping): masks it in one pass. */
+int tally_quant_encode_add(const tally_quant *q, const float *x, size_t n, uint64_t w, tally_rng *rng, void *out);
+
 /*
  * Decodes a sum of encoded vectors (n + 1 elements, the last the total weight W) into the
  * weighted mean x[0..n): x = (s / W) / qrange * 2 clip - clip. Errors: TALLY_EINVAL when W == 0,

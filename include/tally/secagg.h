@@ -114,6 +114,13 @@ int tally_sa_client_receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2,
 			    size_t n_boxes, uint32_t **rejected, size_t *n_rejected);
 
 /*
+ * Stage 3, ahead of time: adds up this worker's self mask and pairwise masks (k + 1 keystreams),
+ * which do not depend on the update, so that they can be computed while it trains. Optional:
+ * tally_sa_client_mask does it when it was not done. Errors: TALLY_EPROTO before the relay.
+ */
+int tally_sa_client_prepare(tally_sa_client *c);
+
+/*
  * Stage 3: quantizes update[0..d) with weight w (rng draws the rounding) and masks it. Sets
  * *masked (malloc'd, tally_sa_vector_words 32-bit words). Errors: TALLY_EPROTO before stage 2,
  * TALLY_ENONFINITE, TALLY_EINVAL (w, length).

@@ -251,6 +251,8 @@ static int open_conn(hostile *h)
 
 static int send_frames(hostile *h, int n, const void *const *parts, const size_t *lens)
 {
+	if (getenv("HOSTILE_DEBUG"))
+		fprintf(stderr, "debug send %d frame(s), first %zu bytes at %lld\n", n, lens[0], (long long)now_ms());
 	for (int i = 0; i < n; i++)
 		if (zmq_send(h->sock, parts[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
 			return fail("send: %s", zmq_strerror(zmq_errno()));
@@ -398,9 +400,10 @@ static int next_msg(hostile *h, tally_inmsg *in, int timeout_ms)
 /* Collects (and prints) replies for ms milliseconds. */
 static void collect(hostile *h, int ms)
 {
+	int64_t end = now_ms() + ms;
 	tally_inmsg in;
 
-	while (next_msg(h, &in, ms) == 0)
+	while (now_ms() < end && next_msg(h, &in, (int)(end - now_ms())) == 0)
 		tally_inmsg_clear(&in);
 }
 
@@ -862,9 +865,7 @@ static int garbage_flood(hostile *h)
 			return 1;
 	printf("sent 2000 garbage frames\n");
 	h->left = true; /* no automatic heartbeats from here on */
-	end = now_ms() + 2000;
-	while (next_msg(h, &in, (int)(end - now_ms())) == 0)
-		tally_inmsg_clear(&in);
+	collect(h, 2000);
 	printf("refusals received: %llu\n", (unsigned long long)h->refusals);
 	before = h->hb_replies;
 	send_heartbeat(h);
@@ -883,7 +884,7 @@ static int garbage_flood(hostile *h)
 		send_msg(h, &m, NULL, 0);
 	}
 	end = now_ms() + 3000;
-	while (next_msg(h, &in, (int)(end - now_ms())) == 0) {
+	while (now_ms() < end && next_msg(h, &in, (int)(end - now_ms())) == 0) {
 		bool welcome = in.msg.type == TALLY_MSG_WELCOME;
 
 		tally_inmsg_clear(&in);
