@@ -417,8 +417,12 @@ int tally_sa_client_prepare(tally_sa_client *c)
 	c->mask = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	if (!c->mask)
 		return TALLY_ENOMEM;
-	memset(c->mask, 0, bytes);
-	add_mask(&c->p, c->mask, c->sec->self_key, +1);
+	{
+		/* The self mask is the keystream itself (tally_mask_add on zeros, in one pass). */
+		static const uint8_t zero_nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+
+		crypto_stream_chacha20_ietf((uint8_t *)c->mask, bytes, zero_nonce, c->sec->self_key);
+	}
 	for (uint32_t i = 0; i < c->p.k; i++) {
 		uint32_t j = c->nbr[i];
 

@@ -127,7 +127,7 @@ static const hcase cases[] = {
 	{"sa-ack-accuse-all", K_SECURE, F_SA_ACK_ACCUSE, "a relay_ack naming every peer's box as forged"},
 	{"sa-reveal-early", K_SECURE, F_SA_RV_EARLY, "reveals before the unmask request"},
 	{"sa-reveal-twice", K_SECURE, F_SA_RV_TWICE, "the same reveals twice (replay)"},
-	{"sa-reveal-not-held", K_SECURE, F_SA_RV_NOT_HELD, "reveals including a share of its own secret"},
+	{"sa-reveal-not-held", K_SECURE, F_SA_RV_NOT_HELD, "reveals naming its own seed as a share it holds"},
 	{"sa-masked-mismatch", K_SECURE, F_SA_INPUT_DIGEST, "a masked chunk that is not the committed one"},
 	{"sa-plain-update", K_SECURE, F_SA_PLAIN_UPDATE, "a float-sized update_ready in a secure round"},
 };
@@ -146,6 +146,7 @@ typedef struct hostile {
 	uint32_t hb_ms;
 	int64_t last_hb_ms;
 	uint64_t hb_seq, hb_replies, refusals;
+	int64_t disconnected_ms;  /* when the connection dropped and has not come back; 0: up */
 	bool joined, left, bye_received, auth_refused;
 	/* the round it takes part in */
 	uint64_t round, attempt;
@@ -202,13 +203,13 @@ static void on_monitor(hostile *h)
 		if (zmq_msg_size(&ev) >= 2)
 			memcpy(&id, zmq_msg_data(&ev), sizeof(id));
 		if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-			printf("event handshake-ok\n");
+			printf("event handshake-ok\n"), h->disconnected_ms = 0;
 		else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 			printf("event auth-refused\n"), h->auth_refused = true;
 		else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 			printf("event handshake-failed\n");
 		else if (id == ZMQ_EVENT_DISCONNECTED)
-			printf("event disconnected\n");
+			printf("event disconnected\n"), h->disconnected_ms = now_ms();
 	}
 	zmq_msg_close(&ev);
 	zmq_msg_close(&addr);
@@ -814,21 +815,21 @@ static void sa_reveal(hostile *h, fault f, const tally_msg *ur)
 	}
 	m.u.reveals.r = r;
 	m.u.reveals.n = n;
-	if (f == F_SA_RV_NOT_HELD && (more = calloc(n + 1, sizeof(*more)))) {
+	if (f == F_SA_RV_NOT_HELD && n && (more = calloc(n, sizeof(*more)))) {
+		/* the last share swapped for one of its own self-mask seed: no worker holds that */
 		memcpy(more, r, n * sizeof(*r));
-		more[n] = (tally_sa_reveal){.owner = h->me, .kind = TALLY_SA_REVEAL_B,
-					    .share = {.x = h->me + 1, .y = {7, 7, 7, 7, 7}}};
+		more[n - 1].owner = h->me;
+		more[n - 1].kind = TALLY_SA_REVEAL_B;
 		m.u.reveals.r = more;
-		m.u.reveals.n = n + 1;
 	}
 	send_msg(h, &m, NULL, 0);
-	printf("sent reveals: %zu share(s)%s\n", m.u.reveals.n, more ? ", one of its own secret" : "");
+	printf("sent reveals: %zu share(s)%s\n", m.u.reveals.n, more ? ", the last of its own secret" : "");
 	if (f == F_SA_RV_TWICE) {
 		send_msg(h, &m, NULL, 0);
 		printf("sent the same reveals again\n");
 	}
 	if (more) {
-		sodium_memzero(more, (n + 1) * sizeof(*more));
+		sodium_memzero(more, n * sizeof(*more));
 		free(more);
 	}
 	tally_sa_reveals_free(r);
@@ -934,8 +935,12 @@ static int one_round(hostile *h, fault f)
 	while (!h->round_over && !h->bye_received && now_ms() < end) {
 		const tally_msg *m;
 
-		if (next_msg(h, &in, (int)(end - now_ms())))
+		if (h->disconnected_ms && now_ms() - h->disconnected_ms > 3000) {
+			printf("result connection lost for good\n");
 			break;
+		}
+		if (next_msg(h, &in, (int)(end - now_ms()) < 500 ? (int)(end - now_ms()) : 500))
+			continue;
 		m = &in.msg;
 		if (m->round == h->round && m->type == TALLY_MSG_CHUNK_REQUEST)
 			answer_request(h, f, m->u.chunk.index);
@@ -1238,7 +1243,7 @@ static int session_case(hostile *h)
 	}
 	if (rc)
 		return rc;
-	collect(h, 1000);
+	collect(h, 600);
 	return 0;
 }
 
