@@ -21,7 +21,7 @@ static bool is_zero(const tally_msg *m)
 /* Fields a decoded message must satisfy whatever the input was. */
 static void check_valid(const tally_msg *m)
 {
-	if (m->type <= TALLY_MSG_NONE || m->type > TALLY_MSG_BYE ||
+	if (m->type <= TALLY_MSG_NONE || m->type > TALLY_MSG_REVEALS ||
 	    strnlen(m->run_id, sizeof(m->run_id)) == sizeof(m->run_id))
 		abort();
 	if (m->type == TALLY_MSG_UPDATE_READY &&
