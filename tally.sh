@@ -13,7 +13,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 
 packages=(build-essential cmake pkg-config libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libopenblas-dev zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist
-	python3-numpy iproute2 nftables)
+	python3-numpy iproute2 nftables valgrind)
 
 install_packages() {
 	local missing=()
@@ -57,6 +57,9 @@ test)
 	build build-asan -DTALLY_SANITIZE=address,undefined
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --test-dir build-asan --output-on-failure -j "$jobs" -L 'unit|fuzz|integration'
+	echo "== tests (thread sanitizer: the threaded parts)"
+	build build-tsan -DTALLY_SANITIZE=thread
+	ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R 'integration\.(threads|sigterm)$'
 	;;
 *)
 	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

@@ -67,7 +67,7 @@ update-wrong-nparams|round [0-9]+: update of 'NAME' not used: update has the wro
 update-wrong-nchunks|round [0-9]+: update of 'NAME' not used: update has the wrong shape|accepted=0: update has the wrong shape|without
 update-bad-digest|round [0-9]+: update of 'NAME' not used: update digest does not match its chunk digests|accepted=0: update digest does not match|without
 update-twice|ignored a repeated update_ready from 'NAME'|accepted=1|with
-update-huge-weight|update of 'NAME' not used|'NAME'.*(weight|examples)|reply round_end|weight
+update-huge-weight|update of 'NAME' not used|'NAME'.*(weight|examples).*(refus|clamp|limit|over|too)|reply round_end|weight
 update-other-round|discarded a late update from 'NAME' for round|accepted=1|with
 update-wrong-attempt|discarded a late update from 'NAME' for round|accepted=1|with
 chunk-unrequested|-|accepted=1|with
@@ -132,21 +132,20 @@ grep -q -- --max-update-norm <<<"$("$BIN/tally-coordinator" --help 2>&1)" ||
 	fail "tally-coordinator has no --max-update-norm: case huge-finite cannot be checked"
 
 # ---- two coordinators, each with its honest workers ----
-declare -A CPID CEP CARGS HONEST
-PHASE_ARGS_plain="--no-secure-agg --model mlp:784-1340-10 --min-workers 2 --min-participants 2 --max-update-norm 1000"
-PHASE_ARGS_secure="--secure-agg --model mlp:784-16-10 --min-workers 3 --min-participants 3 --sa-stage 2"
-HONEST[plain]="w0 w1"
-HONEST[secure]="s0 s1 s2"
+declare -A CPID CEP
+declare -A ARGS=(
+	[plain]="--no-secure-agg --model mlp:784-1340-10 --min-workers 2 --min-participants 2 --max-update-norm 1000"
+	[secure]="--secure-agg --model mlp:784-16-10 --min-workers 3 --min-participants 3 --sa-stage 2")
+declare -A HONEST=([plain]="w0 w1" [secure]="s0 s1 s2")
 
 # start_coord PHASE [--bind EP] : starts (or restarts, from its checkpoint) PHASE's coordinator
 start_coord() {
-	local phase=$1 bind=${2:-tcp://127.0.0.1:*} args
-	eval "args=\$PHASE_ARGS_$phase"
+	local phase=$1 bind=${2:-tcp://127.0.0.1:*}
 	rm -f "$WORK/$phase.endpoint"
 	# shellcheck disable=SC2086
 	"$BIN/tally-coordinator" --bind "$bind" --endpoint-file "$WORK/$phase.endpoint" --state-dir "$WORK/$phase" \
 		--run-id "hostile-$phase" --key "$WORK/keys/coordinator.key" --enrolled "$WORK/enrolled" --rounds 100000 \
-		--heartbeat-ms 500 --patience-ms 3000 --deadline $DEADLINE $args >>"$WORK/coordinator-$phase.log" 2>&1 &
+		--heartbeat-ms 500 --patience-ms 3000 --deadline $DEADLINE ${ARGS[$phase]} >>"$WORK/coordinator-$phase.log" 2>&1 &
 	CPID[$phase]=$!
 	PIDS+=("${CPID[$phase]}")
 	wait_for 30 test -s "$WORK/$phase.endpoint" || fail "$phase coordinator did not start: $(tail -3 "$WORK/coordinator-$phase.log")"
@@ -175,6 +174,9 @@ PYEOF
 
 applied_at_least() { [ "$(applied_since "$1" 0)" -ge "$2" ]; }
 round_closed() { [ -n "$(round_info "$@")" ]; }
+round_applied_later() { [ "$(round_info "$@" | awk '{print $5}')" = true ]; }
+# No retry pending: the last round closed was applied (a case that failed a round waits for it).
+settled() { tail -n 1 "$WORK/$1/metrics.jsonl" | grep -q '"applied":true'; }
 
 bad() { # PHASE CASE WHAT
 	FAILS+=("$2: $3")
@@ -188,9 +190,10 @@ check_rounds() {
 	h=$(wc -w <<<"${HONEST[$phase]}")
 	[ "$checks" = - ] && return 0
 	if [ "$checks" = progress ]; then
-		[ "$(tail -n +$((off + 1)) "$WORK/$phase/metrics.jsonl" | head -n $((end - off)) |
-			grep -c '"applied":true' || true)" -ge 1 ] ||
-			bad "$phase" "$name" "no round was applied in the $((SECONDS - CASE_T0)) s it stayed connected"
+		# the round in progress when it joined may close normally; the ones after must too
+		r=$(tail -n +$((off + 1)) "$WORK/$phase/metrics.jsonl" | head -n $((end - off)) | grep -c '"applied":true' || true)
+		[ "$r" -ge 3 ] ||
+			bad "$phase" "$name" "$r round(s) applied in the $((SECONDS - CASE_T0)) s it stayed connected: its hello stops secure aggregation from starting"
 		return 0
 	fi
 	if [ "$checks" = moved ]; then
@@ -221,6 +224,8 @@ check_rounds() {
 			bad "$phase" "$name" "round $r: applied=$applied with $updates update(s), expected true with at least the $h honest ones"
 		;;
 	retried)
+		wait_for $((DEADLINE + 10)) round_applied_later "$phase" "$off" "$r" || true
+		read -r applied updates examples secs later <<<"$(round_info "$phase" "$off" "$r")"
 		[ "$applied" = false ] && [ "$later" = true ] ||
 			bad "$phase" "$name" "round $r: first attempt applied=$applied, later attempt applied=$later"
 		;;
@@ -252,6 +257,7 @@ run_case() {
 	*) extra=(--wait-s 25) ;;
 	esac
 	CASE_OK=1
+	wait_for 30 settled "$phase" || bad "$phase" "$c" "a round failed before it and was not retried successfully"
 	CASE_T0=$SECONDS
 	off=$(lines "$phase")
 	rc=0
@@ -279,12 +285,12 @@ run_case() {
 	# (c) the round it was in went on
 	check_rounds "$phase" "$c" "$checks" "$out" "$off" "$end"
 	if [ "$logpat" = - ]; then
-		p="(no log line) $(grep -E -m1 '^(reply|result) ' "$out" || true)"
+		p="(no log line) $(grep -E '^(reply (refusal|bye|round_end)|heartbeat replies)' "$out" | tail -1 || true)"
 	else
 		p=$(grep -E -m1 -- "$logpat" "$WORK/coordinator-$phase.log" | cut -d' ' -f4- | cut -c1-120 || true)
 	fi
 	RESULTS+=("$phase|$c|$([ $CASE_OK = 1 ] && echo ok || echo FAIL)|$p")
-	[ $CASE_OK = 1 ] && echo "  ok   $c"
+	if [ $CASE_OK = 1 ]; then echo "  ok   $c"; fi
 }
 
 # finish PHASE : the federation went on and nothing was lost
@@ -318,7 +324,7 @@ PYEOF
 	for w in ${HONEST[$phase]}; do
 		grep -q "training diverged" "$WORK/$w.log" && FAILS+=("$phase: honest worker $w saw its training diverge")
 	done
-	echo "$phase: $(cat "$WORK/rounds-$phase.txt" 2>/dev/null), final model: $(grep -E '^round' "$WORK/inspect-$phase.txt")"
+	echo "$phase: $(cat "$WORK/rounds-$phase.txt" 2>/dev/null); final model: $(grep -E '^round' "$WORK/inspect-$phase.txt" | tr -s ' '), numpy: $out"
 }
 
 run_phase() { # PHASE REGEX-OF-CASES

@@ -252,8 +252,6 @@ static int open_conn(hostile *h)
 
 static int send_frames(hostile *h, int n, const void *const *parts, const size_t *lens)
 {
-	if (getenv("HOSTILE_DEBUG"))
-		fprintf(stderr, "debug send %d frame(s), first %zu bytes at %lld\n", n, lens[0], (long long)now_ms());
 	for (int i = 0; i < n; i++)
 		if (zmq_send(h->sock, parts[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0) < 0)
 			return fail("send: %s", zmq_strerror(zmq_errno()));
@@ -514,6 +512,10 @@ static void report_moved(hostile *h)
 {
 	if (!h->prev_model || !h->model)
 		return;
+	if (h->round == h->prev_round) { /* the attempt it saw was not applied: nothing to compare */
+		printf("retried %llu\n", (unsigned long long)h->round);
+		return;
+	}
 	for (size_t c = 0; c < h->model_chunks; c++) {
 		size_t off = c * TALLY_CHUNK_FLOATS, len = h->n_params - off < TALLY_CHUNK_FLOATS ? h->n_params - off
 												   : TALLY_CHUNK_FLOATS;
