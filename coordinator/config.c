@@ -44,6 +44,7 @@ const tally_cfg_field coord_schema[] = {
 	I("rounds.seed", "seed", round_seed, 0, 9.2e18, "1", "seed of participant selection and training order"),
 	B("rounds.retry_failed", "retry-failed", retry_failed, "true", "retry a round that fails (same number and seeds) instead of moving on"),
 	D("rounds.over_selection", "over-select", over_selection, 0, 10, "0", "select this fraction more workers and close once the planned number of updates is in"),
+	D("rounds.max_update_value", "max-update-value", max_update_value, 1e-6, 1e30, "10000", "refuse plain updates holding a value beyond +-this"),
 	D("rounds.max_update_norm", "max-update-norm", max_update_norm, 0, 1e30, "0", "refuse plain updates whose L2 norm exceeds this (0: no bound)"),
 	I("coordinator.flood_limit", "flood-limit", flood_limit, 1, 1e9, "100", "refused messages within 10 s after which a worker is banned for 60 s"),
 	I("rounds.max_inflight_chunks", "max-inflight", max_inflight_chunks, 1, 1024, "8", "4 MiB update chunks in flight at once (bounds memory)"),

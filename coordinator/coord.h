@@ -37,7 +37,7 @@ typedef struct coord_config {
 	double lr, momentum, weight_decay, prox_mu;
 	char eval_images[1024], eval_labels[1024];
 	bool secure_agg, semi_malicious, retry_failed;
-	double over_selection, max_update_norm;
+	double over_selection, max_update_norm, max_update_value;
 	int64_t flood_limit;
 	double sa_clip, sa_gamma, sa_delta, sa_stage_s;
 	int64_t sa_qrange;

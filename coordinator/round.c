@@ -368,6 +368,13 @@ static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
 		finish_part(c, p, P_FAILED, "update digest does not match its chunk digests");
 		return;
 	}
+	if (m->u.update_ready.examples > c->workers[p->worker].examples) {
+		tally_warn("'%s' claims %llu examples for its update; it announced %llu", name,
+			   (unsigned long long)m->u.update_ready.examples,
+			   (unsigned long long)c->workers[p->worker].examples);
+		finish_part(c, p, P_FAILED, "update claims more examples than the worker announced");
+		return;
+	}
 	p->chunk_digests = malloc(nc * sizeof(tally_digest));
 	if (!p->chunk_digests) {
 		finish_part(c, p, P_FAILED, "coordinator out of memory");
@@ -386,19 +393,30 @@ static void on_update_ready(coord *c, coord_participant *p, const tally_msg *m)
 static const char *check_chunk(const coord *c, coord_participant *p, size_t index, const tally_inmsg *in)
 {
 	size_t len = chunk_len(c, index);
-	const float *x = zmq_msg_data((zmq_msg_t *)&in->data);
+	const float *x;
+	double norm2 = 0, limit = c->cfg.max_update_value;
 	tally_digest d;
 
 	if (!in->has_data || zmq_msg_size((zmq_msg_t *)&in->data) != len * sizeof(float))
 		return "chunk has the wrong length";
+	x = zmq_msg_data((zmq_msg_t *)&in->data);
 	tally_digest_chunk(x, len, d);
 	if (memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) != 0)
 		return "chunk does not match its digest";
-	for (size_t i = 0; !c->sa && i < len; i++) { /* masked ring words are not floats */
+	if (c->sa || p->state == P_UNDOING)
+		return NULL; /* masked ring words are not floats; taken-back chunks passed before */
+	/* Everything is checked before anything is added: a float sum cannot take a huge value
+	 * back out exactly, so such values never go in. */
+	for (size_t i = 0; i < len; i++) {
 		if (!isfinite(x[i]))
 			return "update holds NaN or infinity";
-		p->norm2 += (double)x[i] * x[i];
+		if (fabsf(x[i]) > limit)
+			return "update holds a value beyond rounds.max_update_value";
+		norm2 += (double)x[i] * x[i];
 	}
+	if (c->cfg.max_update_norm > 0 && sqrt(p->norm2 + norm2) > c->cfg.max_update_norm)
+		return "update norm exceeds rounds.max_update_norm";
+	p->norm2 += norm2;
 	return NULL;
 }
 
@@ -449,14 +467,6 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return;
 	if (p->state == P_UNDOING) {
 		finish_part(c, p, P_FAILED, "update refused");
-		return;
-	}
-	if (!c->sa && c->cfg.max_update_norm > 0 && sqrt(p->norm2) > c->cfg.max_update_norm) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "update norm %.4g exceeds the bound %.4g", sqrt(p->norm2),
-			 c->cfg.max_update_norm);
-		start_undo(c, p, why);
 		return;
 	}
 	tally_agg_commit(c->agg, (double)p->examples);
@@ -726,12 +736,17 @@ static void enforce_target(coord *c)
 
 static void enforce_deadline(coord *c)
 {
+	bool grace_over = coord_now_ms() >= c->round_deadline_ms + c->cfg.patience_ms;
+
 	for (size_t i = 0; i < c->n_parts; i++) {
 		coord_participant *p = &c->parts[i];
 
-		/* Updates being transferred may finish; ones not yet offered are late. */
-		if (p->state == P_TRAINING || p->state == P_READY)
+		/* Updates being transferred may finish, within the patience; ones not yet offered are
+		 * late. A transfer stalled past both leaves part of an update in the sum. */
+		if (p->state == P_TRAINING || p->state == P_READY || (p->state == P_PULLING && p->received == 0))
 			finish_part(c, p, P_FAILED, "deadline passed");
+		else if ((p->state == P_PULLING || p->state == P_UNDOING) && grace_over)
+			poison_round(c, "an update stalled in transfer past the deadline");
 	}
 }
 

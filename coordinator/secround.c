@@ -50,6 +50,10 @@ static int make_params(coord *c, tally_wire_secagg *w)
 		if (c->workers[c->parts[i].worker].examples > max_weight)
 			max_weight = c->workers[c->parts[i].worker].examples;
 	p->quant = (tally_quant){.clip = c->cfg.sa_clip, .qrange = (uint64_t)c->cfg.sa_qrange};
+	/* The largest weight whose n-fold sum still fits a 64-bit ring: a worker claiming more
+	 * examples is counted with this many. */
+	if (max_weight > UINT64_MAX / ((uint64_t)p->n * (p->quant.qrange + 1)))
+		max_weight = UINT64_MAX / ((uint64_t)p->n * (p->quant.qrange + 1));
 	p->quant.ring_bits = tally_quant_ring_bits(p->n, max_weight, p->quant.qrange);
 	if (p->quant.ring_bits == 0)
 		return tally_err(TALLY_ERANGE, "%u updates of weight %llu would overflow even a 64-bit ring", p->n,
@@ -149,6 +153,10 @@ void coord_sa_on_message(coord *c, coord_participant *p, tally_inmsg *in)
 	}
 	if (rc)
 		refuse_part(c, p, tally_msg_type_name(m->type));
+	else if ((m->type == TALLY_MSG_SHARES || m->type == TALLY_MSG_RELAY_ACK) && m->u.boxes.n_ids)
+		tally_warn("round %llu: '%s' accuses %zu peer(s) of %s it could not use", (unsigned long long)c->round,
+			   c->workers[p->worker].name, m->u.boxes.n_ids,
+			   m->type == TALLY_MSG_SHARES ? "signed keys" : "share boxes");
 }
 
 /* ---- stage transitions ---- */
@@ -162,13 +170,18 @@ static bool stage_complete(const coord *c)
 	return true;
 }
 
+static void stage_failed(coord *c)
+{
+	tally_warn("round %llu: %s", (unsigned long long)c->round, tally_errmsg());
+}
+
 static void send_key_lists(coord *c)
 {
 	const tally_sa_advert *list;
 	size_t n;
 
 	if (tally_sa_server_close_advertise(c->sa, &list, &n))
-		return;
+		return stage_failed(c);
 	for (size_t i = 0; i < n; i++) {
 		tally_msg m = {.type = TALLY_MSG_KEY_LIST};
 
@@ -184,7 +197,7 @@ static void send_relays(coord *c)
 	size_t n;
 
 	if (tally_sa_server_close_share(c->sa, &u2, &n))
-		return;
+		return stage_failed(c);
 	for (size_t i = 0; i < n; i++) {
 		tally_msg m = {.type = TALLY_MSG_RELAY};
 		const tally_sa_box *boxes;
@@ -206,7 +219,7 @@ static void open_input(coord *c)
 	size_t n;
 
 	if (tally_sa_server_close_relay(c->sa, &accept, &n))
-		return;
+		return stage_failed(c);
 	for (size_t i = 0; i < c->n_parts; i++)
 		if (c->parts[i].state == P_TRAINING || c->parts[i].state == P_READY)
 			if (!c->sa || !tally_sa_server_expects(c->sa, (uint32_t)i))
@@ -220,7 +233,7 @@ static void send_unmask(coord *c)
 	size_t nd, ns;
 
 	if (tally_sa_server_close_input(c->sa, &dropped, &nd, &surv, &ns))
-		return;
+		return stage_failed(c);
 	tally_info("round %llu: unmasking %zu inputs (%zu dropped)", (unsigned long long)c->round, ns, nd);
 	for (size_t i = 0; i < ns; i++) {
 		tally_msg m = {.type = TALLY_MSG_UNMASK_REQUEST};
@@ -316,7 +329,7 @@ int coord_sa_apply(coord *c)
 	int rc;
 
 	if (tally_sa_server_stage(c->sa) == TALLY_SA_ABORTED)
-		return tally_err(TALLY_EQUORUM, "%s", tally_sa_server_reason(c->sa));
+		return tally_err(TALLY_EQUORUM, "secure aggregation aborted: %s", tally_sa_server_reason(c->sa));
 	/* The float accumulator is idle in a secure round: it receives the decoded mean. */
 	rc = tally_sa_server_finish(c->sa, c->ring, c->agg->sum, &weight);
 	if (rc)

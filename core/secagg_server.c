@@ -186,6 +186,27 @@ static int boxlist_push(boxlist *l, const tally_sa_box *b)
 	return 0;
 }
 
+/*
+ * A worker names peers whose advert (stage 1) or share box (stage 2) it could not use. Either
+ * those peers are faulty or the accuser is; dropping either keeps the masks consistent, so the
+ * rule is about whom to believe: an accuser naming more than half of its neighbours is not
+ * believed (an honest worker meets one or two faulty peers, not a crowd) and is dropped itself.
+ */
+static void note_accusations(tally_sa_server *s, uint32_t from, const uint32_t *ids, size_t n)
+{
+	size_t limit = s->p.k / 2 > 1 ? s->p.k / 2 : 1;
+
+	if (n == 0)
+		return;
+	if (n > limit) {
+		s->bad[from] = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] < s->p.n && ids[i] != from)
+			s->bad[ids[i]] = true;
+}
+
 int tally_sa_server_on_shares(tally_sa_server *s, uint32_t from, const tally_sa_box *boxes, size_t n,
 			      const uint32_t *rejected, size_t n_rejected)
 {
@@ -202,9 +223,7 @@ int tally_sa_server_on_shares(tally_sa_server *s, uint32_t from, const tally_sa_
 		if (b->from != from || b->to >= s->p.n || !s->has_adv[b->to] || !sa_contains(nbr, s->p.k, b->to))
 			return tally_err(TALLY_EPROTO, "worker %u sent a share box to %u, not a neighbour", from, b->to);
 	}
-	for (size_t i = 0; i < n_rejected; i++)
-		if (rejected[i] < s->p.n)
-			s->bad[rejected[i]] = true;
+	note_accusations(s, from, rejected, n_rejected);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = boxlist_push(&s->to[boxes[i].to], &boxes[i]);
 	s->shared[from] = rc == 0;
@@ -258,9 +277,7 @@ int tally_sa_server_on_ack(tally_sa_server *s, uint32_t from, const uint32_t *re
 {
 	if (s->stage != TALLY_SA_RELAY || !sa_contains(s->u2, s->n_u2, from) || s->acked[from])
 		return tally_err(TALLY_EPROTO, "acknowledgement from %u out of place", from);
-	for (size_t i = 0; i < n; i++)
-		if (rejected[i] < s->p.n)
-			s->bad[rejected[i]] = true;
+	note_accusations(s, from, rejected, n);
 	s->acked[from] = true;
 	return 0;
 }

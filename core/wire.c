@@ -299,8 +299,9 @@ static int decode_update_ready(tally_msg *out, const Tally__UpdateReady *ur)
 
 	if (!ur->metrics)
 		return tally_err(TALLY_EFORMAT, "update_ready has no metrics");
-	if (ur->examples == 0)
-		return tally_err(TALLY_EFORMAT, "update_ready: an update must weigh at least one example");
+	if (ur->examples == 0 || ur->examples > TALLY_MAX_EXAMPLES)
+		return tally_err(TALLY_EFORMAT, "update_ready: %llu examples is outside 1..2^32",
+				 (unsigned long long)ur->examples);
 	if (ur->n_params == 0 || n == 0 || n > TALLY_MAX_CHUNKS)
 		return tally_err(TALLY_EFORMAT, "update_ready: %llu parameters in %zu chunks is out of range",
 				 (unsigned long long)ur->n_params, n);
@@ -334,6 +335,9 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 	case TALLY__ENVELOPE__BODY_HELLO:
 		out->type = TALLY_MSG_HELLO;
 		out->u.hello.examples = e->hello->examples;
+		if (e->hello->examples > TALLY_MAX_EXAMPLES)
+			return tally_err(TALLY_EFORMAT, "hello: %llu examples is over 2^32",
+					 (unsigned long long)e->hello->examples);
 		return copy_ident(out->u.hello.name, TALLY_NAME_MAX, e->hello->name, "hello.name", false);
 	case TALLY__ENVELOPE__BODY_WELCOME:
 		out->type = TALLY_MSG_WELCOME;

@@ -24,6 +24,7 @@
 #define TALLY_TEXT_MAX 256
 #define TALLY_ARCH_MAX 256
 #define TALLY_MAX_CHUNKS 4096 /* 16 GiB of float32 per tensor */
+#define TALLY_MAX_EXAMPLES (UINT64_C(1) << 32) /* the weight of one update */
 
 typedef enum {
 	TALLY_MSG_NONE = 0,

@@ -11,8 +11,10 @@
  *
  * Output, one event a line on stdout: "joined RUN round R", "round R secure|plain ...",
  * "sent WHAT", "reply KIND: TEXT" (refusal, bye, round_end), "event WHAT" (socket monitor),
- * "moved R: CHANGED/TOTAL", "result ...". Exit status 0 once the misbehaviour was committed and
- * its answers collected, 1 when it could not be (no welcome, no round), 2 for a usage error.
+ * "moved R chunk C: CHANGED/TOTAL" (parameters of the global model that round R changed, for the
+ * cases that watch whether taking their update back out lost the honest ones), "result ...".
+ * Exit status 0 once the misbehaviour was committed and its answers collected, 1 when it could
+ * not be (no welcome, no round), 2 for a usage error.
  */
 #include "tally/digest.h"
 #include "tally/error.h"
@@ -96,7 +98,7 @@ static const hcase cases[] = {
 	{"update-wrong-nchunks", K_PLAIN, F_UR_NCHUNKS, "an update_ready with one chunk digest too many"},
 	{"update-bad-digest", K_PLAIN, F_UR_DIGEST, "an update_ready whose digest is not that of its list"},
 	{"update-twice", K_PLAIN, F_UR_TWICE, "the same update_ready twice (replay)"},
-	{"update-huge-weight", K_PLAIN, F_UR_WEIGHT, "an update_ready weighing 2^64-1 examples"},
+	{"update-huge-weight", K_PLAIN, F_UR_WEIGHT, "an update_ready weighing 2^32 examples (more than it announced)"},
 	{"update-other-round", K_PLAIN, F_UR_OTHER_ROUND, "inside a round, an update_ready for the next round"},
 	{"update-wrong-attempt", K_PLAIN, F_UR_ATTEMPT, "inside a round, an update_ready for another attempt"},
 	{"chunk-unrequested", K_PLAIN, F_CH_STRAY, "an update_chunk of 1000s before any request"},
@@ -114,7 +116,7 @@ static const hcase cases[] = {
 	{"huge-then-nan", K_PLAIN, F_CH_HUGE_THEN_NAN, "chunk 0 of 1e30, NaN in chunk 1, three rounds"},
 	{"heartbeat-flood", K_PLAIN, F_HB_FLOOD, "10000 heartbeats inside a round"},
 	{"garbage-flood", K_PLAIN, F_GARBAGE_FLOOD, "2000 garbage frames inside a round"},
-	{"sa-hello-huge-examples", K_SESSION, F_SA_HUGE_EXAMPLES, "a hello claiming 2^64-1 examples"},
+	{"sa-hello-huge-examples", K_SESSION, F_SA_HUGE_EXAMPLES, "a hello claiming 2^32 examples"},
 	{"sa-advert-bad-signature", K_SECURE, F_SA_ADV_SIG, "an advert whose signature is off by one bit"},
 	{"sa-advert-wrong-index", K_SECURE, F_SA_ADV_INDEX, "an advert under another participant's index"},
 	{"sa-advert-twice", K_SECURE, F_SA_ADV_TWICE, "the same advert twice (replay)"},
@@ -600,7 +602,7 @@ static int offer(hostile *h, fault f)
 	size_t n = h->n_chunks;
 	int rc;
 
-	m.u.update_ready.examples = f == F_UR_WEIGHT ? UINT64_MAX : EXAMPLES;
+	m.u.update_ready.examples = f == F_UR_WEIGHT ? TALLY_MAX_EXAMPLES : EXAMPLES;
 	m.u.update_ready.n_params = h->words + (f == F_UR_NPARAMS);
 	m.u.update_ready.train_loss = 0.5;
 	m.u.update_ready.train_accuracy = 0.5;
@@ -1210,7 +1212,7 @@ static int session_case(hostile *h)
 		printf("result %s\n", h->auth_refused ? "refused at the handshake" : "not refused at the handshake");
 		return 0;
 	}
-	if (join(h, f == F_SA_HUGE_EXAMPLES ? UINT64_MAX : EXAMPLES))
+	if (join(h, f == F_SA_HUGE_EXAMPLES ? TALLY_MAX_EXAMPLES : EXAMPLES))
 		return 1;
 	switch (f) {
 	case F_GARBAGE: case F_EMPTY: case F_TRUNCATED: case F_THREE_FRAMES:
@@ -1235,7 +1237,7 @@ static int session_case(hostile *h)
 		collect(h, 1500);
 		return rc;
 	case F_SA_HUGE_EXAMPLES:
-		printf("sent hello claiming %llu examples; staying %d s\n", (unsigned long long)UINT64_MAX,
+		printf("sent hello claiming %llu examples; staying %d s\n", (unsigned long long)TALLY_MAX_EXAMPLES,
 		       h->wait_ms / 1000);
 		collect(h, h->wait_ms);
 		rc = 0;
