@@ -13,12 +13,12 @@
 # when a mode could not run (no binaries, a crash, a round not applied with all 16 updates).
 #
 # usage: bench/secagg_round.sh [BIN_DIR] [--repeat R] [--keep]
-#   BIN_DIR     where tally, tally-coordinator and tally-worker are (default /work/main/build/bin)
+#   BIN_DIR     where tally, tally-coordinator and tally-worker are (default build/bin beside bench/)
 #   --repeat R  run the pair of modes R times, alternating, and pool rounds 2..3 (default 1)
 #   --keep      keep the scratch folder (keys, logs, metrics) and print its path
 set -u
 
-BIN=/work/main/build/bin
+BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/bin"
 REPEAT=1
 KEEP=0
 N=16

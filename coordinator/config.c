@@ -81,30 +81,12 @@ static void usage(void)
 
 int coord_config_load(coord_config *cfg, int argc, char **argv)
 {
-	const char *path;
-	int rest;
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
-			exit(0);
-		}
+	if (tally_cfg_wants_help(argc, argv)) {
+		usage();
+		exit(0);
 	}
-	if (tally_cfg_defaults(coord_schema, coord_schema_len, cfg))
+	if (tally_cfg_load_argv(coord_schema, coord_schema_len, cfg, argc, argv))
 		goto fail;
-	path = tally_cfg_find_config(argc, argv);
-	if (path && !*path) {
-		tally_err(TALLY_ECONFIG, "--config needs a file");
-		goto fail;
-	}
-	if (path && tally_cfg_load_file(coord_schema, coord_schema_len, cfg, path))
-		goto fail;
-	if (tally_cfg_apply_flags(coord_schema, coord_schema_len, cfg, argc, argv, 1, &rest))
-		goto fail;
-	if (rest < argc) {
-		tally_err(TALLY_ECONFIG, "unexpected argument '%s' (see --help)", argv[rest]);
-		goto fail;
-	}
 	if (cfg->max_participants && cfg->max_participants < cfg->min_participants) {
 		tally_err(TALLY_ECONFIG, "rounds.max_participants (%lld) is below rounds.min_participants (%lld)",
 			  (long long)cfg->max_participants, (long long)cfg->min_participants);

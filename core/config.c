@@ -212,3 +212,29 @@ void tally_cfg_print_help(const tally_cfg_field *schema, size_t n, FILE *out)
 			schema[i].def[0] ? schema[i].def : "\"\"");
 	}
 }
+
+int tally_cfg_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+	return 0;
+}
+
+int tally_cfg_load_argv(const tally_cfg_field *schema, size_t n, void *cfg, int argc, char **argv)
+{
+	const char *path = tally_cfg_find_config(argc, argv);
+	int rest, rc;
+
+	if ((rc = tally_cfg_defaults(schema, n, cfg)))
+		return rc;
+	if (path && !*path)
+		return tally_err(TALLY_ECONFIG, "--config needs a file");
+	if (path && (rc = tally_cfg_load_file(schema, n, cfg, path)))
+		return rc;
+	if ((rc = tally_cfg_apply_flags(schema, n, cfg, argc, argv, 1, &rest)))
+		return rc;
+	if (rest < argc)
+		return tally_err(TALLY_ECONFIG, "unexpected argument '%s' (see --help)", argv[rest]);
+	return 0;
+}

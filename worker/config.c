@@ -60,30 +60,12 @@ static void usage(void)
 
 int worker_config_load(worker_config *cfg, int argc, char **argv)
 {
-	const char *path;
-	int rest;
-
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
-			exit(0);
-		}
+	if (tally_cfg_wants_help(argc, argv)) {
+		usage();
+		exit(0);
 	}
-	if (tally_cfg_defaults(worker_schema, worker_schema_len, cfg))
+	if (tally_cfg_load_argv(worker_schema, worker_schema_len, cfg, argc, argv))
 		goto fail;
-	path = tally_cfg_find_config(argc, argv);
-	if (path && !*path) {
-		tally_err(TALLY_ECONFIG, "--config needs a file");
-		goto fail;
-	}
-	if (path && tally_cfg_load_file(worker_schema, worker_schema_len, cfg, path))
-		goto fail;
-	if (tally_cfg_apply_flags(worker_schema, worker_schema_len, cfg, argc, argv, 1, &rest))
-		goto fail;
-	if (rest < argc) {
-		tally_err(TALLY_ECONFIG, "unexpected argument '%s' (see --help)", argv[rest]);
-		goto fail;
-	}
 	if (cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
 		tally_err(TALLY_ECONFIG, "worker.reconnect_max_ms is below worker.reconnect_min_ms");
 		goto fail;

@@ -44,6 +44,16 @@ int tally_cfg_apply_flags(const tally_cfg_field *schema, size_t n, void *cfg, in
 /* Finds "--config PATH" or "--config=PATH" in argv; NULL when absent. */
 const char *tally_cfg_find_config(int argc, char **argv);
 
+/*
+ * The whole start-up path of a daemon: defaults, then the file of --config (if any), then the
+ * flags from argv[1]; any other argument is an error. Returns 0, or TALLY_ECONFIG with a
+ * message (the caller prints it and exits with status 2). --help is the caller's.
+ */
+int tally_cfg_load_argv(const tally_cfg_field *schema, size_t n, void *cfg, int argc, char **argv);
+
+/* Whether argv holds --help or -h. */
+int tally_cfg_wants_help(int argc, char **argv);
+
 /* Prints one line per flag with its TOML key, default and help. */
 void tally_cfg_print_help(const tally_cfg_field *schema, size_t n, FILE *out);
 

@@ -1,6 +1,6 @@
 /*
- * Dataset readers: IDX against the Fashion-MNIST files shipped by Debian (anchors in
- * /work/shared/anchors/fashion-mnist.md), malformed IDX and gzip refused with the right code and a
+ * Dataset readers: IDX against the Fashion-MNIST files shipped by Debian (their published
+ * sizes, headers and first labels), malformed IDX and gzip refused with the right code and a
  * message naming the file, CSV tables of every shape, and row subsets.
  */
 #include <setjmp.h>
