@@ -519,9 +519,12 @@ void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
 				       ? find_part(c, worker) : NULL;
 	tally_msg_type t = in->msg.type;
 
-	if (c->sa && p && p->state != P_FAILED && (t == TALLY_MSG_ADVERT || t == TALLY_MSG_SHARES ||
-						   t == TALLY_MSG_RELAY_ACK || t == TALLY_MSG_REVEALS)) {
-		coord_sa_on_message(c, p, in);
+	if (t == TALLY_MSG_ADVERT || t == TALLY_MSG_SHARES || t == TALLY_MSG_RELAY_ACK || t == TALLY_MSG_REVEALS) {
+		if (c->sa && p && p->state != P_FAILED)
+			coord_sa_on_message(c, p, in);
+		else /* the round (or this worker's part in it) is over: a late stage message */
+			tally_info("discarded a late %s from '%s' for round %llu", tally_msg_type_name(t),
+				   c->workers[worker].name, (unsigned long long)in->msg.round);
 		return;
 	}
 	if (t != TALLY_MSG_UPDATE_READY && t != TALLY_MSG_UPDATE_CHUNK) {

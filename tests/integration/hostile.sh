@@ -97,7 +97,7 @@ sa-ack-early|refused relay_ack from 'NAME': acknowledgement from [0-9]+ out of p
 sa-ack-twice|refused relay_ack from 'NAME': acknowledgement from [0-9]+ out of place|accepted=1|with
 sa-ack-accuse-all|'NAME'.*(accus|forged|false|reject)|(accus|forged|false|reject).*'NAME'|sent relay_ack, 3 accused|applied
 sa-reveal-early|refused reveals from 'NAME': revealed shares from [0-9]+ out of place|accepted=1|with
-sa-reveal-twice|refused reveals from 'NAME': revealed shares from [0-9]+ out of place|accepted=1|with
+sa-reveal-twice|refused reveals from 'NAME': revealed shares from [0-9]+ out of place|discarded a late reveals from 'NAME'|accepted=1|with
 sa-reveal-not-held|refused reveals from 'NAME': worker [0-9]+ revealed a share it does not hold|reply round_end|applied
 sa-masked-mismatch|'NAME': chunk does not match its digest at chunk 0|accepted=0: chunk does not match its digest|without
 sa-plain-update|'NAME' sent an update of 12730 words in 1 chunks; expected [0-9]+|accepted=0: update has the wrong shape|without
