@@ -7,7 +7,7 @@
  * tomllib: implicit (a parent of a header), header-defined, and dotted-key-defined (pending until
  * the next header, then final). Every buffer has a hard ceiling from the header's limits.
  */
-#include "tally/toml.h"
+#include "toml_internal.h"
 #include "tally/error.h"
 #include "tally/fs.h"
 
@@ -21,49 +21,6 @@
 
 #define KEY_MAX TALLY_TOML_MAX_KEY_LEN
 #define TOKEN_MAX 256
-
-struct value {
-	tally_toml_type type;
-	union {
-		char *s;
-		int64_t i;
-		double d;
-		bool b;
-		struct {
-			struct value *items;  /* scalars only */
-			size_t n;
-		} a;
-	} u;
-};
-
-struct entry {
-	char *key;
-	uint32_t hash;
-	int line;
-	struct value val;
-};
-
-enum table_kind { TBL_IMPLICIT, TBL_HEADER, TBL_PENDING, TBL_DOTTED };
-
-struct table {
-	char *path;
-	uint32_t hash;
-	int line;
-	enum table_kind kind;
-};
-
-/* Open addressing over every path: 0 empty, i + 1 entry i, -(i + 1) table i. */
-#define INDEX_SLOTS 16384
-_Static_assert(INDEX_SLOTS >= 2 * (TALLY_TOML_MAX_KEYS + TALLY_TOML_MAX_TABLES), "index too small");
-
-struct tally_toml {
-	char *filename;
-	struct entry *entries;
-	size_t n, cap;
-	struct table *tables;
-	size_t n_tables, cap_tables, n_pending;
-	int32_t index[INDEX_SLOTS];
-};
 
 /* A dotted key: segments joined by '.', ends[i] the offset just past segment i. */
 struct keypath {
@@ -933,145 +890,11 @@ void tally_toml_destroy(tally_toml **tp)
 	*tp = NULL;
 }
 
-/* ---- queries ---- */
-
-size_t tally_toml_count(const tally_toml *t)
-{
-	return t->n;
-}
-
-const char *tally_toml_key(const tally_toml *t, size_t i)
-{
-	assert(i < t->n);
-	return t->entries[i].key;
-}
-
-tally_toml_type tally_toml_type_of(const tally_toml *t, size_t i)
-{
-	assert(i < t->n);
-	return t->entries[i].val.type;
-}
-
-int tally_toml_line(const tally_toml *t, size_t i)
-{
-	assert(i < t->n);
-	return t->entries[i].line;
-}
-
-const char *tally_toml_filename(const tally_toml *t)
-{
-	return t->filename;
-}
+/* ---- lookup by key (the typed getters are in toml_query.c) ---- */
 
 int tally_toml_find(const tally_toml *t, const char *key)
 {
 	int32_t x = t->index[slot_of(t, key)];
 
 	return x > 0 ? x - 1 : -1;
-}
-
-static const char *const type_names[] = {
-	[TALLY_TOML_STRING] = "a string", [TALLY_TOML_INT] = "an integer",
-	[TALLY_TOML_FLOAT] = "a number", [TALLY_TOML_BOOL] = "a boolean", [TALLY_TOML_ARRAY] = "an array",
-};
-
-/* Stores scalar v (or an array's length) into out, whose C type follows want. */
-static void store(const struct value *v, tally_toml_type want, void *out)
-{
-	switch (want) {
-	case TALLY_TOML_STRING: *(const char **)out = v->u.s; break;
-	case TALLY_TOML_INT: *(int64_t *)out = v->u.i; break;
-	case TALLY_TOML_FLOAT: *(double *)out = v->type == TALLY_TOML_INT ? (double)v->u.i : v->u.d; break;
-	case TALLY_TOML_BOOL: *(bool *)out = v->u.b; break;
-	case TALLY_TOML_ARRAY: *(size_t *)out = v->u.a.n; break;
-	}
-}
-
-/*
- * Finds the value at key, or element *index of the array at key (index not NULL), checks that
- * it has type want (an integer will do for a float) and stores it into out.
- */
-static int get_value(const tally_toml *t, const char *key, const size_t *index, tally_toml_type want,
-		     void *out)
-{
-	int i = tally_toml_find(t, key);
-	const struct entry *e = i < 0 ? NULL : &t->entries[i];
-	const struct value *v = e ? &e->val : NULL;
-
-	if (!e)
-		return TALLY_ENOENT;
-	if (index && v->type != TALLY_TOML_ARRAY)
-		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be an array", t->filename, e->line, key);
-	if (index && *index >= v->u.a.n)
-		return TALLY_ENOENT;
-	if (index)
-		v = &v->u.a.items[*index];
-	if (v->type != want && !(want == TALLY_TOML_FLOAT && v->type == TALLY_TOML_INT)) {
-		if (index)
-			return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' element %zu must be %s",
-					 t->filename, e->line, key, *index, type_names[want]);
-		return tally_err(TALLY_ECONFIG, "%s:%d: key '%s' must be %s", t->filename, e->line, key,
-				 type_names[want]);
-	}
-	store(v, want, out);
-	return 0;
-}
-
-int tally_toml_get_string(const tally_toml *t, const char *key, const char **out)
-{
-	return get_value(t, key, NULL, TALLY_TOML_STRING, out);
-}
-
-int tally_toml_get_int(const tally_toml *t, const char *key, int64_t *out)
-{
-	return get_value(t, key, NULL, TALLY_TOML_INT, out);
-}
-
-int tally_toml_get_double(const tally_toml *t, const char *key, double *out)
-{
-	return get_value(t, key, NULL, TALLY_TOML_FLOAT, out);
-}
-
-int tally_toml_get_bool(const tally_toml *t, const char *key, bool *out)
-{
-	return get_value(t, key, NULL, TALLY_TOML_BOOL, out);
-}
-
-int tally_toml_array_len(const tally_toml *t, const char *key, size_t *n)
-{
-	return get_value(t, key, NULL, TALLY_TOML_ARRAY, n);
-}
-
-int tally_toml_get_string_at(const tally_toml *t, const char *key, size_t index, const char **out)
-{
-	return get_value(t, key, &index, TALLY_TOML_STRING, out);
-}
-
-int tally_toml_get_int_at(const tally_toml *t, const char *key, size_t index, int64_t *out)
-{
-	return get_value(t, key, &index, TALLY_TOML_INT, out);
-}
-
-int tally_toml_get_double_at(const tally_toml *t, const char *key, size_t index, double *out)
-{
-	return get_value(t, key, &index, TALLY_TOML_FLOAT, out);
-}
-
-int tally_toml_get_bool_at(const tally_toml *t, const char *key, size_t index, bool *out)
-{
-	return get_value(t, key, &index, TALLY_TOML_BOOL, out);
-}
-
-int tally_toml_check_keys(const tally_toml *t, const char *const *allowed)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		const char *const *a = allowed;
-
-		while (*a && strcmp(*a, t->entries[i].key))
-			a++;
-		if (!*a)
-			return tally_err(TALLY_ECONFIG, "%s:%d: unknown key '%s'", t->filename,
-					 t->entries[i].line, t->entries[i].key);
-	}
-	return 0;
 }
