@@ -461,7 +461,7 @@ static void stage_input(sim *R)
 		R->mask_wall[R->n_mask_wall++] = span_add(&R->r->w_mask, t0);
 		R->bytes[i][B_MASKED] = 4.0 * (double)tally_sa_client_words(R->cl[i]);
 		ring_add(R, masked);
-		free(masked);
+		tally_sa_vector_free(masked, tally_sa_client_words(R->cl[i]));
 		COORD(R, tally_sa_server_on_input(R->srv, i), "on_input");
 	}
 }

@@ -80,13 +80,16 @@ static void check_span(uint64_t offset, size_t n, size_t esize)
 	}
 }
 
-/* Fills buf[0, len) (len a multiple of 64) with keystream starting at block `block`. */
+/* SLICE zero bytes: the plaintext whose ChaCha20 encryption is the keystream. */
+static const uint8_t zeros[SLICE];
+
+/* Fills buf[0, len) (len a multiple of 64, at most SLICE) with keystream starting at block `block`. */
 static void keystream(uint8_t *buf, size_t len, uint64_t block, const uint8_t key[TALLY_MASK_KEY])
 {
 	static const uint8_t zero_nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
 
-	memset(buf, 0, len);
-	crypto_stream_chacha20_ietf_xor_ic(buf, buf, len, zero_nonce, (uint32_t)block, key);
+	assert(len <= sizeof(zeros));
+	crypto_stream_chacha20_ietf_xor_ic(buf, zeros, len, zero_nonce, (uint32_t)block, key);
 }
 
 /*
@@ -179,6 +182,62 @@ static void mask_add(void *vp, size_t n, uint64_t offset, const uint8_t key[TALL
 		n -= take;
 	}
 	sodium_memzero(buf, used);
+}
+
+/*
+ * The sum of one self mask and `count` signed pair masks, written over v[0, n): slice by slice, so
+ * that each slice of v stays in L1 while every key's keystream is added to it (one pass over v
+ * in memory however many keys). The self mask is written as keystream directly (XOR over a
+ * zeroed slice), the pair masks through the same add loops as mask_add.
+ */
+#define SUM_SLICE 8192 /* bytes of v per step: the slice and one keystream buffer share L1 */
+
+static void mask_sum(void *vp, size_t n, size_t esize, const uint8_t self_key[TALLY_MASK_KEY],
+		     const uint8_t (*keys)[TALLY_MASK_KEY], const int8_t *signs, size_t count)
+{
+	static const uint8_t zero_nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+	_Alignas(64) uint8_t buf[SUM_SLICE];
+	uint8_t *v = vp;
+	size_t done = 0; /* elements */
+
+	_Static_assert(SUM_SLICE % BLOCK == 0 && SUM_SLICE <= SLICE, "slices hold whole keystream blocks");
+	assert(self_key && (v || n == 0) && (keys || count == 0));
+	check_span(0, n, esize);
+	while (done < n) {
+		size_t take = SUM_SLICE / esize, bytes, len;
+		uint64_t block = (uint64_t)done * esize / BLOCK;
+
+		if (take > n - done)
+			take = n - done;
+		bytes = take * esize;
+		len = (bytes + BLOCK - 1) / BLOCK * BLOCK;
+		crypto_stream_chacha20_ietf_xor_ic(v, zeros, bytes, zero_nonce, (uint32_t)block, self_key);
+		for (size_t k = 0; k < count; k++) {
+			assert(signs[k] >= -1 && signs[k] <= 1);
+			if (signs[k] == 0)
+				continue;
+			keystream(buf, len, block, keys[k]);
+			if (esize == 4)
+				add_u32((uint32_t *)(void *)v, buf, take, signs[k] < 0 ? UINT32_MAX : 0);
+			else
+				add_u64((uint64_t *)(void *)v, buf, take, signs[k] < 0 ? UINT64_MAX : 0);
+		}
+		v += bytes;
+		done += take;
+	}
+	sodium_memzero(buf, sizeof(buf));
+}
+
+void tally_mask_sum_u32(uint32_t *v, size_t n, const uint8_t self_key[TALLY_MASK_KEY],
+			const uint8_t (*keys)[TALLY_MASK_KEY], const int8_t *signs, size_t count)
+{
+	mask_sum(v, n, sizeof(*v), self_key, keys, signs, count);
+}
+
+void tally_mask_sum_u64(uint64_t *v, size_t n, const uint8_t self_key[TALLY_MASK_KEY],
+			const uint8_t (*keys)[TALLY_MASK_KEY], const int8_t *signs, size_t count)
+{
+	mask_sum(v, n, sizeof(*v), self_key, keys, signs, count);
 }
 
 void tally_mask_add_u32(uint32_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign)

@@ -9,7 +9,9 @@
 #include "tally/graph.h"
 #include "tally/mask.h"
 
+#include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { C_NEW, C_ADVERTISED, C_SHARED, C_RECEIVED, C_MASKED, C_UNMASKED };
@@ -39,6 +41,72 @@ struct tally_sa_client {
 };
 
 static void free_mask(tally_sa_client *c);
+
+/*
+ * Masked vectors are recycled: a worker masks one vector of the same size every round, and a
+ * fresh allocation of that size comes from the kernel as untouched pages, whose faults and
+ * zeroing cost about half a keystream expansion per round. Up to POOL_SIZE freed vectors are kept
+ * (bounded memory: at most two model-sized vectors), matched by size. They hold masked (public)
+ * words or wiped masks, never secrets. Any thread: the pool is behind a mutex.
+ */
+#define POOL_SIZE 2
+
+static struct {
+	pthread_mutex_t lock;
+	void *buf[POOL_SIZE];
+	size_t bytes[POOL_SIZE];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t pool_round(size_t bytes)
+{
+	return (bytes + 63) & ~(size_t)63;
+}
+
+static void *vector_alloc(size_t bytes)
+{
+	void *p = NULL;
+
+	bytes = pool_round(bytes);
+	pthread_mutex_lock(&pool.lock);
+	for (int i = 0; i < POOL_SIZE && !p; i++)
+		if (pool.buf[i] && pool.bytes[i] == bytes) {
+			p = pool.buf[i];
+			pool.buf[i] = NULL;
+		}
+	pthread_mutex_unlock(&pool.lock);
+	return p ? p : aligned_alloc(64, bytes);
+}
+
+static void vector_release(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	bytes = pool_round(bytes);
+	pthread_mutex_lock(&pool.lock);
+	for (int i = 0; i < POOL_SIZE && p; i++)
+		if (!pool.buf[i]) {
+			pool.buf[i] = p;
+			pool.bytes[i] = bytes;
+			p = NULL;
+		}
+	pthread_mutex_unlock(&pool.lock);
+	free(p); /* the pool was full */
+}
+
+void tally_sa_vector_free(uint32_t *v, size_t words)
+{
+	vector_release(v, words * 4);
+}
+
+void tally_sa_vector_pool_drain(void)
+{
+	pthread_mutex_lock(&pool.lock);
+	for (int i = 0; i < POOL_SIZE; i++) {
+		free(pool.buf[i]);
+		pool.buf[i] = NULL;
+	}
+	pthread_mutex_unlock(&pool.lock);
+}
 
 uint32_t tally_sa_client_index(const tally_sa_client *c)
 {
@@ -387,22 +455,11 @@ static int receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2, const ta
 	return rc;
 }
 
-/* Adds sign * PRG(key) over the whole masked vector in the round's ring. */
-static void add_mask(const tally_sa_params *p, uint32_t *v, const uint8_t key[TALLY_MASK_KEY], int sign)
-{
-	size_t elems = (size_t)p->length + 1;
-
-	if (p->quant.ring_bits == 32)
-		tally_mask_add_u32(v, elems, 0, key, sign);
-	else
-		tally_mask_add_u64((uint64_t *)v, elems, 0, key, sign);
-}
-
 static void free_mask(tally_sa_client *c)
 {
 	if (c->mask)
 		sodium_memzero(c->mask, tally_sa_vector_words(&c->p) * 4);
-	free(c->mask);
+	vector_release(c->mask, tally_sa_vector_words(&c->p) * 4);
 	c->mask = NULL;
 }
 
@@ -414,20 +471,24 @@ int tally_sa_client_prepare(tally_sa_client *c)
 		return tally_err(TALLY_EPROTO, "masks before the share relay");
 	if (c->mask)
 		return 0;
-	c->mask = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	c->mask = vector_alloc(bytes);
 	if (!c->mask)
 		return TALLY_ENOMEM;
 	{
-		/* The self mask is the keystream itself (tally_mask_add on zeros, in one pass). */
-		static const uint8_t zero_nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+		int8_t sign[TALLY_SA_MAX_N];
 
-		crypto_stream_chacha20_ietf((uint8_t *)c->mask, bytes, zero_nonce, c->sec->self_key);
-	}
-	for (uint32_t i = 0; i < c->p.k; i++) {
-		uint32_t j = c->nbr[i];
+		for (uint32_t i = 0; i < c->p.k; i++) {
+			uint32_t j = c->nbr[i];
 
-		if (c->in_u2[j] && c->valid[j])
-			add_mask(&c->p, c->mask, c->sec->pair_key[i], c->me < j ? +1 : -1);
+			sign[i] = (int8_t)(!(c->in_u2[j] && c->valid[j]) ? 0 : c->me < j ? 1 : -1);
+		}
+		/* Self mask plus every pair mask in one pass over the vector, slice by slice. */
+		if (c->p.quant.ring_bits == 32)
+			tally_mask_sum_u32(c->mask, (size_t)c->p.length + 1, c->sec->self_key,
+					   (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key, sign, c->p.k);
+		else
+			tally_mask_sum_u64((uint64_t *)(void *)c->mask, (size_t)c->p.length + 1, c->sec->self_key,
+					   (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key, sign, c->p.k);
 	}
 	return 0;
 }

@@ -25,6 +25,7 @@ const tally_cfg_field worker_schema[] = {
 	S("worker.key", "key", key, "worker.key", "this worker's CURVE key file (enrolled with the coordinator)"),
 	S("worker.roster", "roster", roster, "", "peers' public keys (folder of .pub files or roster file), for secure aggregation"),
 	B("worker.insecure", "insecure", insecure, "false", "plain TCP without CURVE (testing only)"),
+	B("worker.data_path", "data-path", data_path, "true", "send masked updates over the coordinator's open data path (checked by digest; --no-data-path: all over CURVE)"),
 	S("worker.log_level", "log-level", log_level, "info", "debug, info, warn or error"),
 	I("worker.threads", "threads", threads, 1, 256, "1", "OpenBLAS threads used for training"),
 	I("worker.reconnect_min_ms", "reconnect-min-ms", reconnect_min_ms, 10, 3600000, "500", "first reconnect delay"),

@@ -5,6 +5,7 @@
 
 #include "tally/error.h"
 #include "tally/log.h"
+#include "tally/secagg.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -33,5 +34,6 @@ int main(int argc, char **argv)
 	if (rc)
 		tally_error("%s", tally_errmsg());
 	worker_fini(&w);
+	tally_sa_vector_pool_drain();
 	return rc ? 1 : 0;
 }

@@ -5,6 +5,8 @@
  */
 #include "worker.h"
 
+#include "tally/secagg.h"
+
 #include "tally/error.h"
 #include "tally/log.h"
 #include "tally/rng.h"
@@ -66,7 +68,7 @@ void worker_job_free(worker_job **jp)
 	tally_model_destroy(&j->model);
 	free(j->global);
 	free(j->update);
-	free(j->masked);
+	tally_sa_vector_free(j->masked, j->masked ? j->payload_words : 0);
 	free(j->chunk_digests);
 	free(j);
 	*jp = NULL;

@@ -35,6 +35,7 @@ typedef struct worker_config {
 	char partition[32], scheme[64];
 	int64_t data_seed;
 	bool no_train;
+	bool data_path;
 } worker_config;
 
 extern const tally_cfg_field worker_schema[];
@@ -99,6 +100,8 @@ typedef struct worker {
 	tally_roster *roster;         /* peers' identity keys, for secure aggregation */
 	uint64_t max_weight;
 	void *monitor;                /* PAIR socket receiving the DEALER's handshake events */
+	void *data_sock;              /* DEALER on the coordinator's open data path, or NULL */
+	uint8_t data_token[TALLY_DATA_TOKEN];
 	unsigned monitor_seq;
 } worker;
 

@@ -48,6 +48,18 @@ int tally_mask_agree(uint8_t key[TALLY_MASK_KEY], const uint8_t my_secret[32], c
 void tally_mask_add_u32(uint32_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign);
 void tally_mask_add_u64(uint64_t *v, size_t n, uint64_t offset, const uint8_t key[TALLY_MASK_KEY], int sign);
 
+/*
+ * v[i] = self[i] + sum_k signs[k] * pair_k[i] for i < n (mod 2^32 or 2^64): the self mask of
+ * self_key plus the pair masks of keys[k] with signs[k] in {+1, -1} (0 leaves keys[k] out), all
+ * from element 0, overwriting v. The same words as zeroing v and calling tally_mask_add for each key, at the
+ * memory traffic of one pass over v (slice by slice, each slice in cache while all keys add to
+ * it). Same span limit as tally_mask_add. Any thread; uses 8 KiB of stack.
+ */
+void tally_mask_sum_u32(uint32_t *v, size_t n, const uint8_t self_key[TALLY_MASK_KEY],
+			const uint8_t (*keys)[TALLY_MASK_KEY], const int8_t *signs, size_t count);
+void tally_mask_sum_u64(uint64_t *v, size_t n, const uint8_t self_key[TALLY_MASK_KEY],
+			const uint8_t (*keys)[TALLY_MASK_KEY], const int8_t *signs, size_t count);
+
 /* Length of the keystream under one key: 2^32 blocks of 64 bytes (256 GiB). */
 #define TALLY_MASK_MAX_BYTES (UINT64_C(1) << 38)
 

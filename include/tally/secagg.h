@@ -122,7 +122,7 @@ int tally_sa_client_prepare(tally_sa_client *c);
 
 /*
  * Stage 3: quantizes update[0..d) with weight w (rng draws the rounding) and masks it. Sets
- * *masked (malloc'd, tally_sa_vector_words 32-bit words). Errors: TALLY_EPROTO before stage 2,
+ * *masked (tally_sa_vector_words 32-bit words; release it with tally_sa_vector_free). Errors: TALLY_EPROTO before stage 2,
  * TALLY_ENONFINITE, TALLY_EINVAL (w, length).
  */
 int tally_sa_client_mask(tally_sa_client *c, const float *update, uint64_t w, tally_rng *rng, uint32_t **masked);
@@ -134,6 +134,15 @@ int tally_sa_client_mask(tally_sa_client *c, const float *update, uint64_t w, ta
  */
 int tally_sa_client_unmask(tally_sa_client *c, const uint32_t *dropped, size_t n_dropped,
 			   const uint32_t *survivors, size_t n_survivors, tally_sa_reveal **out, size_t *n_out);
+/*
+ * Releases a masked vector of `words` 32-bit words from tally_sa_client_mask; NULL is ignored.
+ * Up to two are kept for reuse by the next rounds' masks (a recycled vector is already faulted
+ * in); tally_sa_vector_pool_drain frees them (at exit, so that leak checkers see nothing held).
+ * Any thread.
+ */
+void tally_sa_vector_free(uint32_t *v, size_t words);
+void tally_sa_vector_pool_drain(void);
+
 /* Whether the relay has been received, so that tally_sa_client_mask may run. */
 bool tally_sa_client_can_mask(const tally_sa_client *c);
 /* 32-bit words of this round's masked vector. */

@@ -530,10 +530,11 @@ static int py_check(const py_env *e, const char *model_path, char *out, size_t s
 	char cmd[16384];
 	FILE *p;
 	size_t got;
-	int status;
+	int status, n;
 
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' '%s' '%s' '%s' 2>&1", e->script, model_path,
-		 e->images, e->labels);
+	n = snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s' '%s' '%s' '%s' 2>&1", e->script, model_path,
+		     e->images, e->labels);
+	assert_true(n > 0 && (size_t)n < sizeof(cmd));
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	got = fread(out, 1, size - 1, p);
