@@ -21,6 +21,7 @@
 
 const tally_cfg_field coord_schema[] = {
 	S("coordinator.bind", "bind", bind, "tcp://*:7070", "ZeroMQ endpoint to listen on (tcp://HOST:PORT; port * picks a free one)"),
+	S("coordinator.data_bind", "data-bind", data_bind, "auto", "open data path for masked updates (plain TCP, checked by digest): tcp://HOST:PORT, auto (bind's host, bind's port + 1, or * when bind's port is *) or off"),
 	S("coordinator.state_dir", "state-dir", state_dir, "tally-state", "folder for model.safetensors and metrics.jsonl"),
 	S("coordinator.run_id", "run-id", run_id, "", "name of this run (default: random)"),
 	B("coordinator.insecure", "insecure", insecure, "false", "plain TCP without CURVE or enrolment (testing only)"),

@@ -54,6 +54,8 @@ static int open_security(coord *c)
 	return rc;
 }
 
+static int open_data(coord *c);
+
 static int open_socket(coord *c)
 {
 	int one = 1, hwm = 0;
@@ -74,12 +76,79 @@ static int open_socket(coord *c)
 		return tally_err(TALLY_EIO, "cannot listen on %s: %s", c->cfg.bind, zmq_strerror(zmq_errno()));
 	zmq_getsockopt(c->router, ZMQ_LAST_ENDPOINT, c->endpoint, &len);
 	tally_info("listening on %s", c->endpoint);
+	if (open_data(c))
+		return TALLY_ECONFIG;
 	if (c->cfg.endpoint_file[0]) {
 		char line[300];
 		struct iovec iov = {line, (size_t)snprintf(line, sizeof(line), "%s\n", c->endpoint)};
 
 		return tally_file_write_atomic(c->cfg.endpoint_file, &iov, 1, 0644);
 	}
+	return 0;
+}
+
+/* The data path's endpoint for data_bind "auto": bind's host, with bind's port + 1 (or *). */
+static int auto_data_endpoint(const char *bind, char *out, size_t size)
+{
+	const char *colon = strrchr(bind, ':');
+	char *end;
+	long port;
+
+	if (strncmp(bind, "tcp://", 6) != 0 || !colon)
+		return -1;
+	if (strcmp(colon + 1, "*") == 0) {
+		snprintf(out, size, "%.*s:*", (int)(colon - bind), bind);
+		return 0;
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port >= 65535)
+		return -1;
+	snprintf(out, size, "%.*s:%ld", (int)(colon - bind), bind, port + 1);
+	return 0;
+}
+
+/*
+ * The open data path: a second ROUTER without CURVE on which workers send masked chunks (already
+ * confidential; checked against the digest list they sent over CURVE, and tied to their session
+ * by the token of their Welcome). Off in --insecure mode (everything is plain there anyway) and
+ * with data_bind = "off". An "auto" endpoint that cannot be bound only costs speed: a warning,
+ * and every chunk goes over CURVE.
+ */
+static int open_data(coord *c)
+{
+	char ep[256], last[256], *colon;
+	size_t len = sizeof(last);
+	bool automatic = strcmp(c->cfg.data_bind, "auto") == 0;
+	int hwm = 0, one = 1;
+
+	if (c->cfg.insecure || strcmp(c->cfg.data_bind, "off") == 0)
+		return 0;
+	if (automatic && auto_data_endpoint(c->endpoint, ep, sizeof(ep))) {
+		tally_warn("no open data path: cannot derive one from %s; set coordinator.data_bind", c->endpoint);
+		return 0;
+	}
+	if (!automatic)
+		snprintf(ep, sizeof(ep), "%s", c->cfg.data_bind);
+	c->data = zmq_socket(c->ctx, ZMQ_ROUTER);
+	if (!c->data)
+		return tally_err(TALLY_EIO, "zmq socket: %s", zmq_strerror(zmq_errno()));
+	if (tally_sock_limits(c->data) || zmq_setsockopt(c->data, ZMQ_RCVHWM, &hwm, sizeof(hwm)) ||
+	    zmq_setsockopt(c->data, ZMQ_ROUTER_HANDOVER, &one, sizeof(one)) || tally_sock_data_server(c->data))
+		return tally_err(TALLY_EIO, "data path socket options: %s", zmq_strerror(zmq_errno()));
+	if (zmq_bind(c->data, ep) != 0) {
+		int e = zmq_errno();
+
+		zmq_close(c->data);
+		c->data = NULL;
+		if (!automatic)
+			return tally_err(TALLY_ECONFIG, "coordinator.data_bind: cannot listen on %s: %s", ep, zmq_strerror(e));
+		tally_warn("no open data path: cannot listen on %s (%s); masked updates go over CURVE", ep, zmq_strerror(e));
+		return 0;
+	}
+	zmq_getsockopt(c->data, ZMQ_LAST_ENDPOINT, last, &len);
+	colon = strrchr(last, ':');
+	c->data_port = colon ? (uint32_t)strtoul(colon + 1, NULL, 10) : 0;
+	tally_info("open data path for masked updates on %s", last);
 	return 0;
 }
 
@@ -151,6 +220,8 @@ void coord_fini(coord *c)
 	free(c->workers);
 	if (c->router)
 		zmq_close(c->router);
+	if (c->data)
+		zmq_close(c->data);
 	tally_zap_destroy(&c->zap);
 	if (c->ctx)
 		zmq_ctx_term(c->ctx);
@@ -242,6 +313,11 @@ static void on_hello(coord *c, tally_inmsg *in)
 		   (unsigned long long)in->msg.u.hello.examples, c->n_workers);
 	m.u.welcome.heartbeat_ms = (uint32_t)c->cfg.heartbeat_ms;
 	m.u.welcome.patience_ms = (uint32_t)c->cfg.patience_ms;
+	if (c->data) {
+		randombytes_buf(c->workers[w].data_token, TALLY_DATA_TOKEN);
+		m.u.welcome.data_port = c->data_port;
+		memcpy(m.u.welcome.data_token, c->workers[w].data_token, TALLY_DATA_TOKEN);
+	}
 	coord_send(c, w, &m, NULL, 0, NULL, NULL);
 }
 
@@ -321,6 +397,66 @@ static void drain_router(coord *c)
 	}
 }
 
+/* The worker whose session token this is (constant-time compare), or -1. */
+static int find_worker_by_token(const coord *c, const uint8_t token[TALLY_DATA_TOKEN])
+{
+	int found = -1;
+
+	for (size_t i = 0; i < c->n_workers; i++)
+		if (c->workers[i].state != W_LOST &&
+		    sodium_memcmp(c->workers[i].data_token, token, TALLY_DATA_TOKEN) == 0)
+			found = (int)i;
+	return found;
+}
+
+/* Drops one data-path message, with a warning for the first and then every 1000th. */
+static void data_refuse(coord *c, const char *why)
+{
+	if (c->data_refused++ % 1000 == 0)
+		tally_warn("data path: dropped a message (%s); %llu dropped so far", why,
+			   (unsigned long long)c->data_refused);
+}
+
+/*
+ * Masked chunks from the open data path join the round exactly as if they had come over CURVE:
+ * round.c checks round, attempt, index and each chunk against the digest its worker sent over
+ * CURVE. Only UpdateChunks of a secure round with a live session's token are taken; nothing is
+ * ever answered on this socket.
+ */
+static void drain_data(coord *c)
+{
+	for (int budget = 0; budget < 64; budget++) {
+		tally_inmsg in;
+		int rc = tally_recv(c->data, true, &in), w;
+
+		c->bytes_in += in.wire_bytes;
+		if (rc == TALLY_EAGAIN) {
+			tally_inmsg_clear(&in);
+			return;
+		}
+		if (rc)
+			data_refuse(c, tally_errmsg());
+		else if (in.msg.type != TALLY_MSG_UPDATE_CHUNK || !in.msg.u.chunk.has_token)
+			data_refuse(c, "not a masked update chunk with a token");
+		else if ((w = find_worker_by_token(c, in.msg.u.chunk.token)) < 0)
+			data_refuse(c, "unknown session token");
+		else if (c->workers[w].banned_until_ms > coord_now_ms())
+			data_refuse(c, "banned worker");
+		else if (!c->sa)
+			data_refuse(c, "plain updates travel over CURVE only");
+		else if (strcmp(in.msg.run_id, c->cfg.run_id) != 0)
+			data_refuse(c, "wrong run id");
+		else {
+			/* Answers (refusals) go to the worker's CURVE session. */
+			memcpy(in.rid, c->workers[w].rid, c->workers[w].rid_len);
+			in.rid_len = c->workers[w].rid_len;
+			c->workers[w].last_seen_ms = coord_now_ms();
+			coord_round_on_message(c, w, &in);
+		}
+		tally_inmsg_clear(&in);
+	}
+}
+
 static void check_liveness(coord *c)
 {
 	int64_t now = coord_now_ms();
@@ -352,19 +488,20 @@ static void say_goodbye(coord *c, const char *reason, bool final)
 
 int coord_run(coord *c)
 {
-	zmq_pollitem_t items[3] = {
+	zmq_pollitem_t items[4] = {
 		{c->router, 0, ZMQ_POLLIN, 0},
 		{NULL, c->signal_fd, ZMQ_POLLIN, 0},
 		{c->zap ? tally_zap_socket(c->zap) : NULL, 0, ZMQ_POLLIN, 0},
+		{c->data, 0, ZMQ_POLLIN, 0},
 	};
-	int n_items = c->zap ? 3 : 2;
+	int n_items = c->zap ? (c->data ? 4 : 3) : 2;
 
 	while (!c->stopping && !coord_round_is_finished(c)) {
 		/* libzmq frees sent model chunks on its own thread without waking us: while the paced
 		 * broadcast is on, come back every 2 ms to hand it the next ones. */
 		if (zmq_poll(items, n_items, coord_round_is_busy(c) ? 2 : 100) < 0 && zmq_errno() != EINTR)
 			return tally_err(TALLY_EIO, "poll: %s", zmq_strerror(zmq_errno()));
-		if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
+		if (n_items >= 3 && (items[2].revents & ZMQ_POLLIN))
 			tally_zap_handle(c->zap);
 		if (items[1].revents & ZMQ_POLLIN) {
 			struct signalfd_siginfo si;
@@ -375,6 +512,8 @@ int coord_run(coord *c)
 		}
 		if (items[0].revents & ZMQ_POLLIN)
 			drain_router(c);
+		if (n_items == 4 && (items[3].revents & ZMQ_POLLIN))
+			drain_data(c);
 		check_liveness(c);
 		coord_round_tick(c);
 	}

@@ -20,6 +20,7 @@
 
 typedef struct coord_config {
 	char bind[256];
+	char data_bind[256];
 	char state_dir[1024];
 	char run_id[TALLY_NAME_MAX];
 	bool insecure;
@@ -61,6 +62,7 @@ typedef struct coord_worker {
 	uint64_t refused;              /* messages refused from it */
 	uint32_t refused_window;       /* refusals in the current window */
 	int64_t window_start_ms, banned_until_ms;
+	uint8_t data_token[TALLY_DATA_TOKEN]; /* names this session on the open data path */
 } coord_worker;
 
 typedef enum { P_TRAINING, P_READY, P_PULLING, P_UNDOING, P_DONE, P_FAILED } part_state;
@@ -100,6 +102,9 @@ typedef struct coord_bcast {
 typedef struct coord {
 	coord_config cfg;
 	void *ctx, *router;
+	void *data;                    /* ROUTER of the open data path (masked chunks), or NULL */
+	uint32_t data_port;
+	uint64_t data_refused;         /* data-path messages dropped: no valid token, wrong kind */
 	tally_zap *zap;
 	tally_roster *roster;
 	tally_keypair *keys;

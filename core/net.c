@@ -34,6 +34,13 @@ int tally_sock_curve_server(void *sock, const tally_keypair *kp)
 	return 0;
 }
 
+int tally_sock_data_server(void *sock)
+{
+	if (zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, TALLY_ZAP_DATA_DOMAIN, strlen(TALLY_ZAP_DATA_DOMAIN)))
+		return tally_err(TALLY_EIO, "data path set-up: %s", zmq_strerror(zmq_errno()));
+	return 0;
+}
+
 int tally_sock_curve_client(void *sock, const tally_keypair *kp, const char *server_public_z85)
 {
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_public_z85, TALLY_Z85_KEY_LEN) ||
@@ -45,13 +52,35 @@ int tally_sock_curve_client(void *sock, const tally_keypair *kp, const char *ser
 
 /* ---- ZAP (RFC 27) ---- */
 
+#define ZAP_ADDRS 256
+
 struct tally_zap {
 	void *sock;
 	const tally_roster *roster;
 	uint64_t refused;
 	bool (*banned)(void *ctx, const char *name);
 	void *ban_ctx;
+	char addrs[ZAP_ADDRS][64]; /* addresses enrolled keys were admitted from, a ring */
+	size_t n_addrs, next_addr;
 };
+
+static bool known_addr(const tally_zap *z, const char *addr)
+{
+	for (size_t i = 0; i < z->n_addrs; i++)
+		if (strcmp(z->addrs[i], addr) == 0)
+			return true;
+	return false;
+}
+
+static void remember_addr(tally_zap *z, const char *addr)
+{
+	if (known_addr(z, addr))
+		return;
+	snprintf(z->addrs[z->next_addr], sizeof(z->addrs[0]), "%s", addr);
+	z->next_addr = (z->next_addr + 1) % ZAP_ADDRS;
+	if (z->n_addrs < ZAP_ADDRS)
+		z->n_addrs++;
+}
 
 void tally_zap_set_ban_check(tally_zap *z, bool (*banned)(void *ctx, const char *name), void *ctx)
 {
@@ -125,6 +154,20 @@ void tally_zap_handle(tally_zap *z)
 	}
 	if (zmq_msg_size(&f[3]) < sizeof(addr))
 		snprintf(addr, sizeof(addr), "%.*s", (int)zmq_msg_size(&f[3]), (char *)zmq_msg_data(&f[3]));
+	if (zmq_msg_size(&f[2]) == strlen(TALLY_ZAP_DATA_DOMAIN) &&
+	    memcmp(zmq_msg_data(&f[2]), TALLY_ZAP_DATA_DOMAIN, strlen(TALLY_ZAP_DATA_DOMAIN)) == 0) {
+		/* The open data path: no key to check, so only where a worker is known to be. */
+		if (zmq_msg_size(&f[5]) == 4 && memcmp(zmq_msg_data(&f[5]), "NULL", 4) == 0 && known_addr(z, addr)) {
+			tally_debug("data path: connection from %s", addr);
+			zap_reply(z->sock, &f[1], "200", "OK", "");
+		} else {
+			z->refused++;
+			tally_warn("refused a data-path connection from %s: no enrolled worker was admitted from there",
+				   addr);
+			zap_reply(z->sock, &f[1], "400", "unknown address", "");
+		}
+		goto out;
+	}
 	if (n == 7 && zmq_msg_size(&f[5]) == 5 && memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
 	    zmq_msg_size(&f[6]) == 32) {
 		tally_key_fingerprint(zmq_msg_data(&f[6]), fp);
@@ -136,6 +179,7 @@ void tally_zap_handle(tally_zap *z)
 		zap_reply(z->sock, &f[1], "400", "banned", "");
 	} else if (name) {
 		tally_info("admitted worker '%s' (key %s) from %s", name, fp, addr);
+		remember_addr(z, addr);
 		zap_reply(z->sock, &f[1], "200", "OK", name);
 	} else {
 		z->refused++;

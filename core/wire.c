@@ -128,6 +128,10 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	env.round = m->round;
 	env.attempt = m->attempt;
 	cr.index = m->u.chunk.index;
+	if (m->type == TALLY_MSG_UPDATE_CHUNK && m->u.chunk.has_token) {
+		cr.token.data = (uint8_t *)m->u.chunk.token;
+		cr.token.len = TALLY_DATA_TOKEN;
+	}
 	switch (m->type) {
 	case TALLY_MSG_HELLO:
 		hello.name = (char *)m->u.hello.name;
@@ -138,6 +142,11 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	case TALLY_MSG_WELCOME:
 		welcome.heartbeat_ms = m->u.welcome.heartbeat_ms;
 		welcome.patience_ms = m->u.welcome.patience_ms;
+		welcome.data_port = m->u.welcome.data_port;
+		if (m->u.welcome.data_port) {
+			welcome.data_token.data = (uint8_t *)m->u.welcome.data_token;
+			welcome.data_token.len = TALLY_DATA_TOKEN;
+		}
 		env.body_case = TALLY__ENVELOPE__BODY_WELCOME;
 		env.welcome = &welcome;
 		break;
@@ -346,6 +355,14 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 		if (e->welcome->heartbeat_ms == 0 || e->welcome->patience_ms < e->welcome->heartbeat_ms)
 			return tally_err(TALLY_EFORMAT, "welcome: heartbeat %u ms and patience %u ms are inconsistent",
 					 e->welcome->heartbeat_ms, e->welcome->patience_ms);
+		if (e->welcome->data_port > 65535)
+			return tally_err(TALLY_EFORMAT, "welcome: data port %u is not a TCP port", e->welcome->data_port);
+		if (e->welcome->data_port && e->welcome->data_token.len != TALLY_DATA_TOKEN)
+			return tally_err(TALLY_EFORMAT, "welcome: data token of %zu bytes, expected %d",
+					 e->welcome->data_token.len, TALLY_DATA_TOKEN);
+		out->u.welcome.data_port = e->welcome->data_port;
+		if (e->welcome->data_port)
+			memcpy(out->u.welcome.data_token, e->welcome->data_token.data, TALLY_DATA_TOKEN);
 		return 0;
 	case TALLY__ENVELOPE__BODY_HEARTBEAT:
 		out->type = TALLY_MSG_HEARTBEAT;
@@ -357,14 +374,24 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 	case TALLY__ENVELOPE__BODY_MODEL_CHUNK:
 		out->type = TALLY_MSG_MODEL_CHUNK;
 		out->u.chunk.index = e->model_chunk->index;
+		if (e->model_chunk->token.len)
+			return tally_err(TALLY_EFORMAT, "model_chunk: carries a data token");
 		break;
 	case TALLY__ENVELOPE__BODY_CHUNK_REQUEST:
 		out->type = TALLY_MSG_CHUNK_REQUEST;
 		out->u.chunk.index = e->chunk_request->index;
+		if (e->chunk_request->token.len)
+			return tally_err(TALLY_EFORMAT, "chunk_request: carries a data token");
 		break;
 	case TALLY__ENVELOPE__BODY_UPDATE_CHUNK:
 		out->type = TALLY_MSG_UPDATE_CHUNK;
 		out->u.chunk.index = e->update_chunk->index;
+		if (e->update_chunk->token.len != 0 && e->update_chunk->token.len != TALLY_DATA_TOKEN)
+			return tally_err(TALLY_EFORMAT, "update_chunk: data token of %zu bytes, expected %d",
+					 e->update_chunk->token.len, TALLY_DATA_TOKEN);
+		out->u.chunk.has_token = e->update_chunk->token.len == TALLY_DATA_TOKEN;
+		if (out->u.chunk.has_token)
+			memcpy(out->u.chunk.token, e->update_chunk->token.data, TALLY_DATA_TOKEN);
 		break;
 	case TALLY__ENVELOPE__BODY_UPDATE_READY:
 		out->type = TALLY_MSG_UPDATE_READY;

@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #define TALLY_ZAP_DOMAIN "tally"
+#define TALLY_ZAP_DATA_DOMAIN "tally-data" /* the open data path (NULL mechanism) */
 #define TALLY_ROUTING_ID_MAX 255
 
 /* ZMQ_MAXMSGSIZE, linger and TCP keepalive on any tally socket. */
@@ -22,13 +23,22 @@ int tally_sock_limits(void *sock);
 /* Makes sock a CURVE server with kp's keys, authenticated through ZAP domain "tally". */
 int tally_sock_curve_server(void *sock, const tally_keypair *kp);
 
+/*
+ * Makes sock the coordinator's open data path: no encryption (what travels there is masked or
+ * public, and checked against digests sent over CURVE), but connections go through ZAP domain
+ * "tally-data", which admits only addresses from which an enrolled key was admitted over CURVE.
+ */
+int tally_sock_data_server(void *sock);
+
 /* Makes sock a CURVE client with kp's keys that trusts only server_public_z85. */
 int tally_sock_curve_client(void *sock, const tally_keypair *kp, const char *server_public_z85);
 
 /*
  * The ZAP handler: a REP socket at inproc://zeromq.zap.01 on ctx, polled by the daemon's loop.
  * It admits a CURVE client whose key is in the roster (User-Id = its enrolled name) and refuses
- * any other, logging the key's fingerprint and address. Owned by the loop's thread.
+ * any other, logging the key's fingerprint and address. A NULL-mechanism connection in domain
+ * "tally-data" is admitted only from an address an enrolled key was admitted from (the last 256
+ * such addresses are remembered); any other request is refused. Owned by the loop's thread.
  */
 typedef struct tally_zap tally_zap;
 int tally_zap_new(tally_zap **out, void *ctx, const tally_roster *roster);

@@ -24,6 +24,7 @@
 #define TALLY_TEXT_MAX 256
 #define TALLY_ARCH_MAX 256
 #define TALLY_MAX_CHUNKS 4096 /* 16 GiB of float32 per tensor */
+#define TALLY_DATA_TOKEN 16   /* bytes of a session's open-data-path token */
 #define TALLY_MAX_EXAMPLES (UINT64_C(1) << 32) /* the weight of one update */
 
 typedef enum {
@@ -64,7 +65,11 @@ typedef struct tally_msg {
 	uint64_t attempt;
 	union {
 		struct { char name[TALLY_NAME_MAX]; uint64_t examples; } hello;
-		struct { uint32_t heartbeat_ms, patience_ms; } welcome;
+		struct {
+			uint32_t heartbeat_ms, patience_ms;
+			uint32_t data_port;                 /* 0: no open data path */
+			uint8_t data_token[TALLY_DATA_TOKEN]; /* when data_port != 0 */
+		} welcome;
 		struct { uint64_t seq; } heartbeat;
 		struct {
 			char arch[TALLY_ARCH_MAX];
@@ -76,7 +81,11 @@ typedef struct tally_msg {
 			bool secure;
 			tally_wire_secagg secagg; /* when secure */
 		} round_start;
-		struct { uint64_t index; } chunk; /* MODEL_CHUNK, CHUNK_REQUEST, UPDATE_CHUNK */
+		struct {
+			uint64_t index;
+			bool has_token;                     /* UPDATE_CHUNK on the open data path */
+			uint8_t token[TALLY_DATA_TOKEN];
+		} chunk; /* MODEL_CHUNK, CHUNK_REQUEST, UPDATE_CHUNK */
 		struct {
 			uint64_t examples;
 			uint64_t n_params;
