@@ -119,7 +119,7 @@ static int open_data(coord *c)
 	char ep[256], last[256], *colon;
 	size_t len = sizeof(last);
 	bool automatic = strcmp(c->cfg.data_bind, "auto") == 0;
-	int hwm = 0, one = 1;
+	int hwm = 64, one = 1; /* at most 64 frames (256 MiB) queued per connection */
 
 	if (c->cfg.insecure || strcmp(c->cfg.data_bind, "off") == 0)
 		return 0;
@@ -451,6 +451,7 @@ static void drain_data(coord *c)
 			memcpy(in.rid, c->workers[w].rid, c->workers[w].rid_len);
 			in.rid_len = c->workers[w].rid_len;
 			c->workers[w].last_seen_ms = coord_now_ms();
+			c->data_chunks++;
 			coord_round_on_message(c, w, &in);
 		}
 		tally_inmsg_clear(&in);

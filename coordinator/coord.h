@@ -105,6 +105,7 @@ typedef struct coord {
 	void *data;                    /* ROUTER of the open data path (masked chunks), or NULL */
 	uint32_t data_port;
 	uint64_t data_refused;         /* data-path messages dropped: no valid token, wrong kind */
+	uint64_t data_chunks;          /* this round's update chunks taken from the data path */
 	tally_zap *zap;
 	tally_roster *roster;
 	tally_keypair *keys;

@@ -295,6 +295,7 @@ static void start_round(coord *c)
 	c->round_started_ms = coord_now_ms();
 	c->round_deadline_ms = c->round_started_ms + (int64_t)(c->cfg.deadline_s * 1000);
 	c->bytes_in = c->bytes_out = 0;
+	c->data_chunks = 0;
 	tally_agg_reset(c->agg);
 	tally_digest_tensor(c->global->params, c->global->n_params, TALLY_CHUNK_FLOATS, c->global_digest, NULL);
 	if (c->cfg.secure_agg) /* participants' indices are their positions by name */
@@ -628,7 +629,7 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		tl += (double)p->examples * p->train_loss;
 		ta += (double)p->examples * p->train_accuracy;
 	}
-	o = json_pack("{s:I, s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I, s:I}",
+	o = json_pack("{s:I, s:I, s:s, s:b, s:b, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:f, s:I, s:I, s:I, s:I, s:I}",
 		      "round", (json_int_t)c->round, "attempt", (json_int_t)c->attempts, "run_id", c->cfg.run_id,
 		      "applied", applied,
 		      "secure_agg", c->sa != NULL,
@@ -639,7 +640,8 @@ static void write_metrics(coord *c, bool applied, double acc, double loss, doubl
 		      "train_loss", number_or_null(w > 0, tl / w),
 		      "train_accuracy", number_or_null(w > 0, ta / w),
 		      "seconds", secs, "bytes_in", (json_int_t)c->bytes_in, "bytes_out", (json_int_t)c->bytes_out,
-		      "late_discarded", (json_int_t)c->late_discarded, "replays_ignored", (json_int_t)c->replays_ignored);
+		      "late_discarded", (json_int_t)c->late_discarded, "replays_ignored", (json_int_t)c->replays_ignored,
+		      "data_path_chunks", (json_int_t)c->data_chunks);
 	line = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
 	if (line) {
 		fprintf(c->metrics, "%s\n", line);

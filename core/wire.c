@@ -357,9 +357,9 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 					 e->welcome->heartbeat_ms, e->welcome->patience_ms);
 		if (e->welcome->data_port > 65535)
 			return tally_err(TALLY_EFORMAT, "welcome: data port %u is not a TCP port", e->welcome->data_port);
-		if (e->welcome->data_port && e->welcome->data_token.len != TALLY_DATA_TOKEN)
+		if (e->welcome->data_token.len != (e->welcome->data_port ? TALLY_DATA_TOKEN : 0))
 			return tally_err(TALLY_EFORMAT, "welcome: data token of %zu bytes, expected %d",
-					 e->welcome->data_token.len, TALLY_DATA_TOKEN);
+					 e->welcome->data_token.len, e->welcome->data_port ? TALLY_DATA_TOKEN : 0);
 		out->u.welcome.data_port = e->welcome->data_port;
 		if (e->welcome->data_port)
 			memcpy(out->u.welcome.data_token, e->welcome->data_token.data, TALLY_DATA_TOKEN);

@@ -96,6 +96,30 @@ static void test_round_trip_chunk_refs(void **state)
 	}
 }
 
+/* The open data path's fields: Welcome's port and token, UpdateChunk's token. */
+static void test_round_trip_data_path(void **state)
+{
+	tally_msg out, w = {.type = TALLY_MSG_WELCOME, .run_id = "run-3", .u.welcome = {1000, 5000, 65535, {0}}};
+	tally_msg c = {.type = TALLY_MSG_UPDATE_CHUNK, .run_id = "run-3", .round = 2, .u.chunk = {.index = 7}};
+
+	for (int i = 0; i < TALLY_DATA_TOKEN; i++)
+		w.u.welcome.data_token[i] = (uint8_t)(0xf0 ^ i);
+	round_trip(&w, &out);
+	assert_int_equal(out.u.welcome.data_port, 65535);
+	assert_memory_equal(out.u.welcome.data_token, w.u.welcome.data_token, TALLY_DATA_TOKEN);
+	w.u.welcome.data_port = 0; /* no data path: no token travels */
+	round_trip(&w, &out);
+	assert_int_equal(out.u.welcome.data_port, 0);
+	round_trip(&c, &out);
+	assert_false(out.u.chunk.has_token);
+	c.u.chunk.has_token = true;
+	memcpy(c.u.chunk.token, w.u.welcome.data_token, TALLY_DATA_TOKEN);
+	round_trip(&c, &out);
+	assert_true(out.u.chunk.has_token);
+	assert_true(out.u.chunk.index == 7);
+	assert_memory_equal(out.u.chunk.token, w.u.welcome.data_token, TALLY_DATA_TOKEN);
+}
+
 static void test_round_trip_round_start(void **state)
 {
 	tally_msg out, m = {.type = TALLY_MSG_ROUND_START, .run_id = "run-1", .round = 12,
@@ -483,6 +507,23 @@ static void test_bad_update_ready(void **state)
 	ACCEPT(UPDATE_READY, r->mt.train_accuracy = 0);
 }
 
+static void test_bad_data_path_fields(void **state)
+{
+	static uint8_t tok[TALLY_DATA_TOKEN + 1];
+
+	ACCEPT(WELCOME, (r->welcome.data_port = 7071, r->welcome.data_token = (ProtobufCBinaryData){16, tok}));
+	REFUSE(WELCOME, (r->welcome.data_port = 65536, r->welcome.data_token = (ProtobufCBinaryData){16, tok}),
+	       "data port 65536");
+	REFUSE(WELCOME, r->welcome.data_port = 7071, "data token of 0 bytes");
+	REFUSE(WELCOME, r->welcome.data_token = ((ProtobufCBinaryData){16, tok}), "data token of 16 bytes, expected 0");
+	REFUSE(WELCOME, (r->welcome.data_port = 7071, r->welcome.data_token = (ProtobufCBinaryData){17, tok}),
+	       "data token of 17 bytes");
+	ACCEPT(UPDATE_CHUNK, r->cr.token = ((ProtobufCBinaryData){16, tok}));
+	REFUSE(UPDATE_CHUNK, r->cr.token = ((ProtobufCBinaryData){5, tok}), "data token of 5 bytes");
+	REFUSE(MODEL_CHUNK, r->cr.token = ((ProtobufCBinaryData){16, tok}), "model_chunk: carries a data token");
+	REFUSE(CHUNK_REQUEST, r->cr.token = ((ProtobufCBinaryData){16, tok}), "chunk_request: carries a data token");
+}
+
 static void test_chunk_index_range(void **state)
 {
 	ACCEPT(MODEL_CHUNK, r->cr.index = TALLY_MAX_CHUNKS - 1);
@@ -583,6 +624,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_simple_types),
 		cmocka_unit_test(test_round_trip_chunk_refs),
+		cmocka_unit_test(test_round_trip_data_path),
+		cmocka_unit_test(test_bad_data_path_fields),
 		cmocka_unit_test(test_round_trip_round_start),
 		cmocka_unit_test(test_round_trip_update_ready),
 		cmocka_unit_test(test_type_names_and_bad_type),
