@@ -418,10 +418,12 @@ static void data_refuse(coord *c, const char *why)
 }
 
 /*
- * Masked chunks from the open data path join the round exactly as if they had come over CURVE:
- * round.c checks round, attempt, index and each chunk against the digest its worker sent over
- * CURVE. Only UpdateChunks of a secure round with a live session's token are taken; nothing is
- * ever answered on this socket.
+ * Masked chunks from the open data path join the round as if they had come over CURVE, once
+ * they match the digest their worker committed to over CURVE: round.c then checks round,
+ * attempt and index. Only UpdateChunks of a secure round with a live session's token are taken;
+ * bytes that fail the digest are dropped (whoever saw the token on the wire could have sent
+ * them) and the worker's own chunk, still on its way, is taken when it comes. Nothing is ever
+ * answered on this socket.
  */
 static void drain_data(coord *c)
 {
@@ -446,13 +448,17 @@ static void drain_data(coord *c)
 			data_refuse(c, "plain updates travel over CURVE only");
 		else if (strcmp(in.msg.run_id, c->cfg.run_id) != 0)
 			data_refuse(c, "wrong run id");
+		else if (!coord_round_data_chunk_ok(c, w, &in))
+			data_refuse(c, "chunk does not match its committed digest");
 		else {
 			/* Answers (refusals) go to the worker's CURVE session. */
 			memcpy(in.rid, c->workers[w].rid, c->workers[w].rid_len);
 			in.rid_len = c->workers[w].rid_len;
 			c->workers[w].last_seen_ms = coord_now_ms();
 			c->data_chunks++;
+			c->chunk_prechecked = true;
 			coord_round_on_message(c, w, &in);
+			c->chunk_prechecked = false;
 		}
 		tally_inmsg_clear(&in);
 	}

@@ -106,6 +106,7 @@ typedef struct coord {
 	uint32_t data_port;
 	uint64_t data_refused;         /* data-path messages dropped: no valid token, wrong kind */
 	uint64_t data_chunks;          /* this round's update chunks taken from the data path */
+	bool chunk_prechecked;         /* the chunk being handled already matched its digest */
 	tally_zap *zap;
 	tally_roster *roster;
 	tally_keypair *keys;
@@ -170,6 +171,13 @@ int coord_state_resume(coord *c);
 int coord_round_load_model(coord *c);
 void coord_round_tick(coord *c);
 void coord_round_on_message(coord *c, int worker, tally_inmsg *in);
+/*
+ * Whether an UpdateChunk from the open data path matches the digest its worker committed to for
+ * that index (true too when no such chunk is expected: the round code then ignores it). Bytes
+ * that do not match are dropped there, not held against the worker: anyone who saw the session
+ * token on the wire could have sent them.
+ */
+bool coord_round_data_chunk_ok(coord *c, int worker, const tally_inmsg *in);
 void coord_round_on_lost(coord *c, int worker);
 /* A participant refused a message of the current attempt: it cannot go on with the round. */
 void coord_round_on_withdrawal(coord *c, int worker, const tally_msg *refusal);
