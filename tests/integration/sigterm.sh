@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # SIGTERM shuts the coordinator down cleanly: it exits 0 within seconds, says goodbye to its
-# workers, and leaves a complete model file and metrics, with no temporary files behind.
+# workers, and leaves a complete model file and metrics, with no temporary files behind. Then the
+# same for both daemons started without OPENBLAS_NUM_THREADS, where OpenBLAS's thread pool (started
+# before main, so not blocking the signals) can be the thread a SIGTERM lands on.
 source "$(dirname "$0")/lib/common.bash"
 
 keys coordinator w0 w1
@@ -20,3 +22,27 @@ grep -q "mlp:784-64-10" "$WORK/inspect.txt" || fail "model file has the wrong ar
 /usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$WORK/state/metrics.jsonl" ||
 	fail "metrics.jsonl has a broken line"
 pass "SIGTERM: exit 0, goodbye sent, model and metrics intact"
+
+# Without OPENBLAS_NUM_THREADS: several OpenBLAS threads in each process, all with SIGTERM open.
+for i in 1 2 3; do
+	rm -f "$WORK/endpoint"
+	env -u OPENBLAS_NUM_THREADS "$BIN/tally-coordinator" --insecure --bind 'tcp://127.0.0.1:*' \
+		--endpoint-file "$WORK/endpoint" --state-dir "$WORK/state-blas$i" --model mlp:20-10 \
+		>"$WORK/coordinator-blas$i.log" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	wait_for 10 test -s "$WORK/endpoint" || fail "coordinator (no OPENBLAS_NUM_THREADS) did not start"
+	env -u OPENBLAS_NUM_THREADS "$BIN/tally-worker" --insecure --name "blas$i" --no-train --format none \
+		--coordinator "$(head -n1 "$WORK/endpoint")" >"$WORK/worker-blas$i.log" 2>&1 &
+	wpid=$!
+	PIDS+=("$wpid")
+	wait_for 10 grep -q "joined run" "$WORK/worker-blas$i.log" || fail "worker (no OPENBLAS_NUM_THREADS) did not join"
+	[ "$(ls "/proc/$pid/task" | wc -l)" -gt 2 ] || fail "expected OpenBLAS threads in the coordinator"
+	kill -TERM "$wpid"
+	wait_exit "$wpid" 10 || fail "worker still running 10 s after SIGTERM (no OPENBLAS_NUM_THREADS)"
+	[ "$STATUS" = 0 ] || fail "worker exited with $STATUS after SIGTERM (no OPENBLAS_NUM_THREADS)"
+	kill -TERM "$pid"
+	wait_exit "$pid" 10 || fail "coordinator still running 10 s after SIGTERM (no OPENBLAS_NUM_THREADS)"
+	[ "$STATUS" = 0 ] || fail "coordinator exited with $STATUS after SIGTERM (no OPENBLAS_NUM_THREADS, try $i)"
+done
+pass "SIGTERM without OPENBLAS_NUM_THREADS: both daemons exit 0 (3 tries)"
