@@ -8,6 +8,7 @@
 #include "tally/error.h"
 #include "tally/fs.h"
 #include "tally/log.h"
+#include "tally/signals.h"
 
 #include <signal.h>
 #include <sodium.h>
@@ -154,15 +155,8 @@ static int open_data(coord *c)
 
 static int open_signals(coord *c)
 {
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	c->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	signal(SIGPIPE, SIG_IGN);
-	return c->signal_fd < 0 ? tally_err(TALLY_ESYS, "signalfd failed") : 0;
+	c->signal_fd = tally_signals_open();
+	return c->signal_fd < 0 ? tally_err(TALLY_ESYS, "signal set-up failed") : 0;
 }
 
 static int open_state(coord *c)
@@ -315,6 +309,7 @@ static void on_hello(coord *c, tally_inmsg *in)
 	m.u.welcome.patience_ms = (uint32_t)c->cfg.patience_ms;
 	if (c->data) {
 		randombytes_buf(c->workers[w].data_token, TALLY_DATA_TOKEN);
+		c->workers[w].data_rid_len = 0; /* bound again by the first chunk under the new token */
 		m.u.welcome.data_port = c->data_port;
 		memcpy(m.u.welcome.data_token, c->workers[w].data_token, TALLY_DATA_TOKEN);
 	}
@@ -418,6 +413,42 @@ static void data_refuse(coord *c, const char *why)
 }
 
 /*
+ * A data-path UpdateChunk under worker w's token. The token is bound to the first connection
+ * that presents it (the worker's own: the token has never been on the wire before); the same
+ * token from another connection, or bytes that fail the committed digest, come from someone who
+ * saw the token: dropped, and the worker's remaining chunks are pulled over CURVE. Liveness is
+ * not refreshed here: only the CURVE session's heartbeats keep a worker alive.
+ */
+static void take_data_chunk(coord *c, int w, tally_inmsg *in)
+{
+	coord_worker *wk = &c->workers[w];
+
+	if (wk->banned_until_ms > coord_now_ms())
+		return data_refuse(c, "banned worker");
+	if (wk->data_rid_len == 0) {
+		memcpy(wk->data_rid, in->rid, in->rid_len);
+		wk->data_rid_len = in->rid_len;
+	} else if (wk->data_rid_len != in->rid_len || memcmp(wk->data_rid, in->rid, in->rid_len) != 0) {
+		data_refuse(c, "session token presented on another connection");
+		return coord_round_data_suspect(c, w);
+	}
+	if (!c->sa)
+		return data_refuse(c, "no secure round in progress (plain updates travel over CURVE only)");
+	if (strcmp(in->msg.run_id, c->cfg.run_id) != 0)
+		return data_refuse(c, "wrong run id");
+	if (!coord_round_data_chunk_ok(c, w, in)) {
+		data_refuse(c, "chunk does not match its committed digest");
+		return coord_round_data_suspect(c, w);
+	}
+	/* Answers (refusals) go to the worker's CURVE session. */
+	memcpy(in->rid, wk->rid, wk->rid_len);
+	in->rid_len = wk->rid_len;
+	c->chunk_prechecked = true;
+	coord_round_on_message(c, w, in);
+	c->chunk_prechecked = false;
+}
+
+/*
  * Masked chunks from the open data path join the round as if they had come over CURVE, once
  * they match the digest their worker committed to over CURVE: round.c then checks round,
  * attempt and index. Only UpdateChunks of a secure round with a live session's token are taken;
@@ -442,24 +473,8 @@ static void drain_data(coord *c)
 			data_refuse(c, "not a masked update chunk with a token");
 		else if ((w = find_worker_by_token(c, in.msg.u.chunk.token)) < 0)
 			data_refuse(c, "unknown session token");
-		else if (c->workers[w].banned_until_ms > coord_now_ms())
-			data_refuse(c, "banned worker");
-		else if (!c->sa)
-			data_refuse(c, "plain updates travel over CURVE only");
-		else if (strcmp(in.msg.run_id, c->cfg.run_id) != 0)
-			data_refuse(c, "wrong run id");
-		else if (!coord_round_data_chunk_ok(c, w, &in))
-			data_refuse(c, "chunk does not match its committed digest");
-		else {
-			/* Answers (refusals) go to the worker's CURVE session. */
-			memcpy(in.rid, c->workers[w].rid, c->workers[w].rid_len);
-			in.rid_len = c->workers[w].rid_len;
-			c->workers[w].last_seen_ms = coord_now_ms();
-			c->data_chunks++;
-			c->chunk_prechecked = true;
-			coord_round_on_message(c, w, &in);
-			c->chunk_prechecked = false;
-		}
+		else
+			take_data_chunk(c, w, &in);
 		tally_inmsg_clear(&in);
 	}
 }
@@ -515,6 +530,9 @@ int coord_run(coord *c)
 
 			if (read(c->signal_fd, &si, sizeof(si)) == sizeof(si))
 				tally_info("signal %u: shutting down", si.ssi_signo);
+			c->stopping = true;
+		} else if (tally_signal_caught()) {
+			tally_info("signal %d: shutting down", tally_signal_caught());
 			c->stopping = true;
 		}
 		if (items[0].revents & ZMQ_POLLIN)

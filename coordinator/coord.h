@@ -63,6 +63,8 @@ typedef struct coord_worker {
 	uint32_t refused_window;       /* refusals in the current window */
 	int64_t window_start_ms, banned_until_ms;
 	uint8_t data_token[TALLY_DATA_TOKEN]; /* names this session on the open data path */
+	uint8_t data_rid[TALLY_ROUTING_ID_MAX]; /* the data-path connection the token is bound to */
+	size_t data_rid_len;                  /* 0: not bound yet */
 } coord_worker;
 
 typedef enum { P_TRAINING, P_READY, P_PULLING, P_UNDOING, P_DONE, P_FAILED } part_state;
@@ -79,6 +81,7 @@ typedef struct coord_participant {
 	size_t model_next;             /* next chunk of the global model to send it */
 	double train_loss, train_accuracy;
 	bool lost;                     /* its worker went away (it may have finished first) */
+	bool curve_only;               /* something bad came on the data path: pull over CURVE */
 } coord_participant;
 
 /* A model buffer shared with zero-copy sends: freed when the last reference is dropped. */
@@ -178,6 +181,11 @@ void coord_round_on_message(coord *c, int worker, tally_inmsg *in);
  * token on the wire could have sent them.
  */
 bool coord_round_data_chunk_ok(coord *c, int worker, const tally_inmsg *in);
+/*
+ * Something bad came on the data path under worker's token: the rest of its update, including
+ * the chunks already requested, is pulled over CURVE (once; later trouble changes nothing).
+ */
+void coord_round_data_suspect(coord *c, int worker);
 void coord_round_on_lost(coord *c, int worker);
 /* A participant refused a message of the current attempt: it cannot go on with the round. */
 void coord_round_on_withdrawal(coord *c, int worker, const tally_msg *refusal);

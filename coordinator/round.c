@@ -499,6 +499,8 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return;
 	}
 	w = p->state == P_UNDOING ? -(float)p->examples : (float)p->examples;
+	if (c->chunk_prechecked)
+		c->data_chunks++; /* taken from the open data path */
 	if (c->sa)
 		coord_sa_add(c, index * TALLY_CHUNK_FLOATS, zmq_msg_data(&in->data), chunk_len(c, index),
 			     p->state == P_UNDOING);
@@ -514,6 +516,16 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 	if (c->sa)
 		coord_sa_input_done(c, p);
 	finish_part(c, p, P_DONE, "update aggregated");
+}
+
+/* Asks p's worker for chunk `index` of its update (over CURVE only once p is curve_only). */
+static int request_chunk(coord *c, coord_participant *p, size_t index)
+{
+	tally_msg m = {.type = TALLY_MSG_CHUNK_REQUEST, .round = c->round};
+
+	m.u.chunk.index = index;
+	m.u.chunk.curve_only = p->curve_only;
+	return coord_send(c, p->worker, &m, NULL, 0, NULL, NULL);
 }
 
 /*
@@ -540,10 +552,7 @@ static void schedule_pulls(coord *c)
 		if (p->state != P_PULLING && p->state != P_UNDOING)
 			continue;
 		while (p->next_request < p->n_chunks && c->inflight < (size_t)c->cfg.max_inflight_chunks) {
-			tally_msg m = {.type = TALLY_MSG_CHUNK_REQUEST, .round = c->round};
-
-			m.u.chunk.index = p->next_request;
-			if (coord_send(c, p->worker, &m, NULL, 0, NULL, NULL))
+			if (request_chunk(c, p, p->next_request))
 				break;
 			p->next_request++;
 			p->outstanding++;
@@ -568,6 +577,19 @@ bool coord_round_data_chunk_ok(coord *c, int worker, const tally_inmsg *in)
 		return false;
 	tally_digest_chunk(zmq_msg_data((zmq_msg_t *)&in->data), len, d);
 	return memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) == 0;
+}
+
+void coord_round_data_suspect(coord *c, int worker)
+{
+	coord_participant *p = c->round_open ? find_part(c, worker) : NULL;
+
+	if (!p || p->curve_only || (p->state != P_PULLING && p->state != P_UNDOING))
+		return;
+	p->curve_only = true;
+	tally_warn("round %llu: bad bytes on the data path under '%s''s token: the rest of its update comes over CURVE",
+		   (unsigned long long)c->round, c->workers[worker].name);
+	for (size_t i = p->received; i < p->next_request; i++)
+		request_chunk(c, p, i); /* the answer that comes first is taken; the other is stale */
 }
 
 void coord_round_on_message(coord *c, int worker, tally_inmsg *in)

@@ -128,6 +128,7 @@ int tally_msg_encode(const tally_msg *m, uint8_t **buf, size_t *len)
 	env.round = m->round;
 	env.attempt = m->attempt;
 	cr.index = m->u.chunk.index;
+	cr.curve_only = m->type == TALLY_MSG_CHUNK_REQUEST && m->u.chunk.curve_only;
 	if (m->type == TALLY_MSG_UPDATE_CHUNK && m->u.chunk.has_token) {
 		cr.token.data = (uint8_t *)m->u.chunk.token;
 		cr.token.len = TALLY_DATA_TOKEN;
@@ -374,18 +375,21 @@ static int decode_body(tally_msg *out, const Tally__Envelope *e)
 	case TALLY__ENVELOPE__BODY_MODEL_CHUNK:
 		out->type = TALLY_MSG_MODEL_CHUNK;
 		out->u.chunk.index = e->model_chunk->index;
-		if (e->model_chunk->token.len)
-			return tally_err(TALLY_EFORMAT, "model_chunk: carries a data token");
+		if (e->model_chunk->token.len || e->model_chunk->curve_only)
+			return tally_err(TALLY_EFORMAT, "model_chunk: carries a data token or a path choice");
 		break;
 	case TALLY__ENVELOPE__BODY_CHUNK_REQUEST:
 		out->type = TALLY_MSG_CHUNK_REQUEST;
 		out->u.chunk.index = e->chunk_request->index;
 		if (e->chunk_request->token.len)
 			return tally_err(TALLY_EFORMAT, "chunk_request: carries a data token");
+		out->u.chunk.curve_only = e->chunk_request->curve_only;
 		break;
 	case TALLY__ENVELOPE__BODY_UPDATE_CHUNK:
 		out->type = TALLY_MSG_UPDATE_CHUNK;
 		out->u.chunk.index = e->update_chunk->index;
+		if (e->update_chunk->curve_only)
+			return tally_err(TALLY_EFORMAT, "update_chunk: carries a path choice");
 		if (e->update_chunk->token.len != 0 && e->update_chunk->token.len != TALLY_DATA_TOKEN)
 			return tally_err(TALLY_EFORMAT, "update_chunk: data token of %zu bytes, expected %d",
 					 e->update_chunk->token.len, TALLY_DATA_TOKEN);

@@ -8,6 +8,7 @@
 
 #include "tally/error.h"
 #include "tally/log.h"
+#include "tally/signals.h"
 
 #include <signal.h>
 #include <sodium.h>
@@ -187,16 +188,13 @@ static void reconnect(worker *w, const char *why)
 
 int worker_init(worker *w)
 {
-	sigset_t set;
 	int rc;
 
 	if (sodium_init() < 0)
 		return tally_err(TALLY_ECRYPTO, "libsodium failed to initialise");
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	w->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	w->signal_fd = tally_signals_open();
+	if (w->signal_fd < 0)
+		return tally_err(TALLY_ESYS, "signal set-up failed");
 	if (w->cfg.insecure) {
 		tally_warn("--insecure: plain TCP without encryption; the model and updates travel in the clear");
 		/* The key file, when there is one, still gives the identity secure aggregation needs. */
@@ -413,7 +411,7 @@ static void on_chunk_request(worker *w, const tally_msg *m)
 	off = i * TALLY_CHUNK_FLOATS;
 	len = w->upload->payload_words - off < TALLY_CHUNK_FLOATS ? w->upload->payload_words - off : TALLY_CHUNK_FLOATS;
 	r.u.chunk.index = i;
-	if (w->upload->secure && w->data_sock) {
+	if (w->upload->secure && w->data_sock && !m->u.chunk.curve_only) {
 		/* Masked words need integrity, not secrecy: the digest list went over CURVE. */
 		snprintf(r.run_id, sizeof(r.run_id), "%s", w->run_id);
 		r.attempt = w->attempt;
@@ -559,7 +557,7 @@ int worker_run(worker *w)
 
 		if (zmq_poll(items, w->sock ? 4 : 2, 100) < 0 && zmq_errno() != EINTR)
 			return tally_err(TALLY_EIO, "poll: %s", zmq_strerror(zmq_errno()));
-		if (items[1].revents & ZMQ_POLLIN) {
+		if ((items[1].revents & ZMQ_POLLIN) || tally_signal_caught()) {
 			tally_info("signal received: leaving");
 			w->stopping = true;
 		}

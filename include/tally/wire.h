@@ -85,6 +85,7 @@ typedef struct tally_msg {
 			uint64_t index;
 			bool has_token;                     /* UPDATE_CHUNK on the open data path */
 			uint8_t token[TALLY_DATA_TOKEN];
+			bool curve_only;                    /* CHUNK_REQUEST: answer over CURVE */
 		} chunk; /* MODEL_CHUNK, CHUNK_REQUEST, UPDATE_CHUNK */
 		struct {
 			uint64_t examples;

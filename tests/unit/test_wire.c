@@ -118,6 +118,9 @@ static void test_round_trip_data_path(void **state)
 	assert_true(out.u.chunk.has_token);
 	assert_true(out.u.chunk.index == 7);
 	assert_memory_equal(out.u.chunk.token, w.u.welcome.data_token, TALLY_DATA_TOKEN);
+	c = (tally_msg){.type = TALLY_MSG_CHUNK_REQUEST, .run_id = "run-3", .u.chunk = {.index = 1, .curve_only = true}};
+	round_trip(&c, &out);
+	assert_true(out.u.chunk.curve_only);
 }
 
 static void test_round_trip_round_start(void **state)
@@ -521,6 +524,9 @@ static void test_bad_data_path_fields(void **state)
 	ACCEPT(UPDATE_CHUNK, r->cr.token = ((ProtobufCBinaryData){16, tok}));
 	REFUSE(UPDATE_CHUNK, r->cr.token = ((ProtobufCBinaryData){5, tok}), "data token of 5 bytes");
 	REFUSE(MODEL_CHUNK, r->cr.token = ((ProtobufCBinaryData){16, tok}), "model_chunk: carries a data token");
+	REFUSE(MODEL_CHUNK, r->cr.curve_only = true, "model_chunk: carries a data token or a path choice");
+	REFUSE(UPDATE_CHUNK, r->cr.curve_only = true, "update_chunk: carries a path choice");
+	ACCEPT(CHUNK_REQUEST, r->cr.curve_only = true);
 	REFUSE(CHUNK_REQUEST, r->cr.token = ((ProtobufCBinaryData){16, tok}), "chunk_request: carries a data token");
 }
 
