@@ -61,6 +61,7 @@ struct tally_zap {
 	bool (*banned)(void *ctx, const char *name);
 	void *ban_ctx;
 	char addrs[ZAP_ADDRS][64]; /* addresses enrolled keys were admitted from, a ring */
+	uint64_t data_refused;     /* data-path connections refused */
 	size_t n_addrs, next_addr;
 };
 
@@ -161,9 +162,11 @@ void tally_zap_handle(tally_zap *z)
 			tally_debug("data path: connection from %s", addr);
 			zap_reply(z->sock, &f[1], "200", "OK", "");
 		} else {
+			/* libzmq retries a refused connection every 100 ms: say so once in a while. */
+			if (z->data_refused++ % 100 == 0)
+				tally_warn("refused a data-path connection from %s: no enrolled worker was admitted from "
+					   "there (%llu such refusals)", addr, (unsigned long long)z->data_refused);
 			z->refused++;
-			tally_warn("refused a data-path connection from %s: no enrolled worker was admitted from there",
-				   addr);
 			zap_reply(z->sock, &f[1], "400", "unknown address", "");
 		}
 		goto out;

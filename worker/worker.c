@@ -467,6 +467,11 @@ static void on_message(worker *w, tally_inmsg *in)
 		if (m->round == w->round)
 			worker_sa_end(w);
 		if (w->upload && m->round == w->upload->round) {
+			if (m->u.round_end.accepted)
+				tally_info("round %llu: update aggregated", (unsigned long long)m->round);
+			else
+				tally_warn("round %llu: update not used: %s", (unsigned long long)m->round,
+					   m->u.round_end.reason);
 			worker_job_free(&w->upload);
 			w->phase = WS_IDLE;
 		}
