@@ -346,6 +346,60 @@ static double chi_square_top_byte(const uint32_t *v, size_t n)
 }
 
 /* One worker's masked vector looks uniform, whether the update is all zeros or small values. */
+/*
+ * tally_mask_sum equals the definition: the self keystream, then tally_mask_add of every key with
+ * its sign (0: left out), for both rings, key counts around the groups of four it works in, and
+ * lengths around its 4 KiB slices and its vector widths.
+ */
+static void test_sum_matches_adds(void **state)
+{
+	static const size_t lens[] = {0, 1, 15, 16, 17, 1023, 1024, 1025, 5000};
+	static const size_t counts[] = {0, 1, 3, 4, 5, 8, 9, 17};
+	uint8_t keys[17][32], self[32];
+	int8_t signs[17];
+
+	(void)state;
+	fill_key(self, 200);
+	for (int k = 0; k < 17; k++) {
+		fill_key(keys[k], (uint8_t)(10 + k));
+		signs[k] = (int8_t)(k % 5 == 2 ? 0 : k % 2 ? -1 : 1);
+	}
+	for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+		size_t n = lens[l];
+		uint32_t *a = malloc((n + 1) * 4), *b = malloc((n + 1) * 4);
+		uint64_t *c = malloc((n + 1) * 8), *d = malloc((n + 1) * 8);
+
+		assert_true(a && b && c && d);
+		for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+			size_t count = counts[ci];
+
+			memset(a, 0x5a, (n + 1) * 4); /* overwritten, whatever was there */
+			memset(c, 0x5a, (n + 1) * 8);
+			memset(b, 0, (n + 1) * 4);
+			memset(d, 0, (n + 1) * 8);
+			tally_mask_sum_u32(a, n, self, (const uint8_t(*)[32])keys, signs, count);
+			tally_mask_sum_u64(c, n, self, (const uint8_t(*)[32])keys, signs, count);
+			tally_mask_add_u32(b, n, 0, self, 1);
+			tally_mask_add_u64(d, n, 0, self, 1);
+			for (size_t k = 0; k < count; k++) {
+				if (signs[k] == 0)
+					continue;
+				tally_mask_add_u32(b, n, 0, keys[k], signs[k]);
+				tally_mask_add_u64(d, n, 0, keys[k], signs[k]);
+			}
+			if (n)
+				assert_memory_equal(a, b, n * 4);
+			if (n)
+				assert_memory_equal(c, d, n * 8);
+			assert_true(a[n] == 0x5a5a5a5au && c[n] == 0x5a5a5a5a5a5a5a5aull); /* not past n */
+		}
+		free(a);
+		free(b);
+		free(c);
+		free(d);
+	}
+}
+
 static void test_masked_vector_is_uniform(void **state)
 {
 	enum { N = 1000000 };
@@ -373,6 +427,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kdf_known_answer),
+		cmocka_unit_test(test_sum_matches_adds),
 		cmocka_unit_test(test_kdf_inputs_matter),
 		cmocka_unit_test(test_agree_symmetric),
 		cmocka_unit_test(test_agree_refuses_low_order),
