@@ -309,7 +309,8 @@ static void on_hello(coord *c, tally_inmsg *in)
 	m.u.welcome.patience_ms = (uint32_t)c->cfg.patience_ms;
 	if (c->data) {
 		randombytes_buf(c->workers[w].data_token, TALLY_DATA_TOKEN);
-		c->workers[w].data_rid_len = 0; /* bound again by the first chunk under the new token */
+		c->workers[w].has_attempt_token = false; /* derived and bound again under the new secret */
+		c->workers[w].data_rid_len = 0;
 		m.u.welcome.data_port = c->data_port;
 		memcpy(m.u.welcome.data_token, c->workers[w].data_token, TALLY_DATA_TOKEN);
 	}
@@ -392,15 +393,31 @@ static void drain_router(coord *c)
 	}
 }
 
-/* The worker whose session token this is (constant-time compare), or -1. */
-static int find_worker_by_token(const coord *c, const uint8_t token[TALLY_DATA_TOKEN])
+/*
+ * The worker whose token for the current attempt this is (constant-time compare), or -1. Each
+ * worker's token is derived again when the attempt changes, and its binding to a data-path
+ * connection starts over: a token seen on the wire is worth nothing in the next attempt, and a
+ * worker whose data connection was re-established binds its new one.
+ */
+static int find_worker_by_token(coord *c, const uint8_t token[TALLY_DATA_TOKEN])
 {
 	int found = -1;
 
-	for (size_t i = 0; i < c->n_workers; i++)
-		if (c->workers[i].state != W_LOST &&
-		    sodium_memcmp(c->workers[i].data_token, token, TALLY_DATA_TOKEN) == 0)
+	for (size_t i = 0; i < c->n_workers; i++) {
+		coord_worker *wk = &c->workers[i];
+
+		if (wk->state == W_LOST)
+			continue;
+		if (!wk->has_attempt_token || wk->token_round != c->round || wk->token_attempt != c->attempt) {
+			tally_data_token(wk->attempt_token, wk->data_token, c->round, c->attempt);
+			wk->token_round = c->round;
+			wk->token_attempt = c->attempt;
+			wk->has_attempt_token = true;
+			wk->data_rid_len = 0;
+		}
+		if (sodium_memcmp(wk->attempt_token, token, TALLY_DATA_TOKEN) == 0)
 			found = (int)i;
+	}
 	return found;
 }
 
@@ -413,18 +430,17 @@ static void data_refuse(coord *c, const char *why)
 }
 
 /*
- * A data-path UpdateChunk under worker w's token. The token is bound to the first connection
- * that presents it (the worker's own: the token has never been on the wire before); the same
- * token from another connection, or bytes that fail the committed digest, come from someone who
- * saw the token: dropped, and the worker's remaining chunks are pulled over CURVE. Liveness is
- * not refreshed here: only the CURVE session's heartbeats keep a worker alive.
+ * A data-path UpdateChunk under worker w's token for this attempt. The token is bound to the
+ * first connection that presents it (the worker's own: the token has never been on the wire
+ * before); the same token from another connection, or bytes that fail the committed digest, come
+ * from someone who saw the token: dropped, and the worker's remaining chunks are pulled over
+ * CURVE. (Banned workers are lost, so their tokens match nothing.) Liveness is not refreshed
+ * here: only the CURVE session's heartbeats keep a worker alive.
  */
 static void take_data_chunk(coord *c, int w, tally_inmsg *in)
 {
 	coord_worker *wk = &c->workers[w];
 
-	if (wk->banned_until_ms > coord_now_ms())
-		return data_refuse(c, "banned worker");
 	if (wk->data_rid_len == 0) {
 		memcpy(wk->data_rid, in->rid, in->rid_len);
 		wk->data_rid_len = in->rid_len;
@@ -472,7 +488,7 @@ static void drain_data(coord *c)
 		else if (in.msg.type != TALLY_MSG_UPDATE_CHUNK || !in.msg.u.chunk.has_token)
 			data_refuse(c, "not a masked update chunk with a token");
 		else if ((w = find_worker_by_token(c, in.msg.u.chunk.token)) < 0)
-			data_refuse(c, "unknown session token");
+			data_refuse(c, "unknown token (not this attempt's token of a live session)");
 		else
 			take_data_chunk(c, w, &in);
 		tally_inmsg_clear(&in);

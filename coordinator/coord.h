@@ -62,8 +62,11 @@ typedef struct coord_worker {
 	uint64_t refused;              /* messages refused from it */
 	uint32_t refused_window;       /* refusals in the current window */
 	int64_t window_start_ms, banned_until_ms;
-	uint8_t data_token[TALLY_DATA_TOKEN]; /* names this session on the open data path */
-	uint8_t data_rid[TALLY_ROUTING_ID_MAX]; /* the data-path connection the token is bound to */
+	uint8_t data_token[TALLY_DATA_TOKEN]; /* this session's data-path secret (sent in Welcome) */
+	uint8_t attempt_token[TALLY_DATA_TOKEN]; /* tally_data_token for token_round, token_attempt */
+	uint64_t token_round, token_attempt;
+	bool has_attempt_token;
+	uint8_t data_rid[TALLY_ROUTING_ID_MAX]; /* the data-path connection that token is bound to */
 	size_t data_rid_len;                  /* 0: not bound yet */
 } coord_worker;
 

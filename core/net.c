@@ -41,6 +41,20 @@ int tally_sock_data_server(void *sock)
 	return 0;
 }
 
+void tally_data_token(uint8_t out[TALLY_DATA_TOKEN], const uint8_t session[TALLY_DATA_TOKEN], uint64_t round,
+		      uint64_t attempt)
+{
+	static const char label[13] = "tally-data-v1"; /* no terminator */
+	uint8_t msg[sizeof(label) + 16];
+
+	memcpy(msg, label, sizeof(label));
+	for (int i = 0; i < 8; i++) {
+		msg[sizeof(label) + i] = (uint8_t)(round >> (8 * i));
+		msg[sizeof(label) + 8 + i] = (uint8_t)(attempt >> (8 * i));
+	}
+	crypto_generichash(out, TALLY_DATA_TOKEN, msg, sizeof(msg), session, TALLY_DATA_TOKEN);
+}
+
 int tally_sock_curve_client(void *sock, const tally_keypair *kp, const char *server_public_z85)
 {
 	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_public_z85, TALLY_Z85_KEY_LEN) ||

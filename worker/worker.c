@@ -416,7 +416,7 @@ static void on_chunk_request(worker *w, const tally_msg *m)
 		snprintf(r.run_id, sizeof(r.run_id), "%s", w->run_id);
 		r.attempt = w->attempt;
 		r.u.chunk.has_token = true;
-		memcpy(r.u.chunk.token, w->data_token, TALLY_DATA_TOKEN);
+		tally_data_token(r.u.chunk.token, w->data_token, w->upload->round, w->upload->attempt);
 		if (tally_send(w->data_sock, NULL, 0, &r, w->upload->payload + off, len * sizeof(uint32_t), NULL, NULL) == 0)
 			return;
 		r.u.chunk.has_token = false;

@@ -30,6 +30,15 @@ int tally_sock_curve_server(void *sock, const tally_keypair *kp);
  */
 int tally_sock_data_server(void *sock);
 
+/*
+ * The token an UpdateChunk carries on the open data path in one attempt at one round:
+ * BLAKE2b-128 keyed by the session's secret (Welcome.data_token, sent over CURVE) over
+ * "tally-data-v1", round and attempt (u64le). A token seen on the wire is good for that attempt
+ * only and says nothing about the next one. Any thread.
+ */
+void tally_data_token(uint8_t out[TALLY_DATA_TOKEN], const uint8_t session[TALLY_DATA_TOKEN], uint64_t round,
+		      uint64_t attempt);
+
 /* Makes sock a CURVE client with kp's keys that trusts only server_public_z85. */
 int tally_sock_curve_client(void *sock, const tally_keypair *kp, const char *server_public_z85);
 

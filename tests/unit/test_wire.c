@@ -17,6 +17,7 @@
 
 #include "tally.pb-c.h"
 #include "tally/error.h"
+#include "tally/net.h"
 #include "tally/wire.h"
 
 /* ---- round trips ---- */
@@ -121,6 +122,31 @@ static void test_round_trip_data_path(void **state)
 	c = (tally_msg){.type = TALLY_MSG_CHUNK_REQUEST, .run_id = "run-3", .u.chunk = {.index = 1, .curve_only = true}};
 	round_trip(&c, &out);
 	assert_true(out.u.chunk.curve_only);
+}
+
+/*
+ * The per-attempt data-path token: BLAKE2b-128 keyed by the session secret over "tally-data-v1",
+ * round, attempt (u64le). Known answer from Python's hashlib.blake2b(msg, key=bytes(range(16)),
+ * digest_size=16) with round 7, attempt 0x0123456789abcdef; each input changes it.
+ */
+static void test_data_token(void **state)
+{
+	static const uint8_t want[TALLY_DATA_TOKEN] = {0x57, 0x19, 0x31, 0xa8, 0x1e, 0xa8, 0x15, 0x68,
+							0x15, 0x7e, 0xd6, 0x9f, 0x5c, 0x54, 0x0d, 0x63};
+	uint8_t key[TALLY_DATA_TOKEN], t[TALLY_DATA_TOKEN], u[TALLY_DATA_TOKEN];
+
+	(void)state;
+	for (int i = 0; i < TALLY_DATA_TOKEN; i++)
+		key[i] = (uint8_t)i;
+	tally_data_token(t, key, 7, 0x0123456789abcdefull);
+	assert_memory_equal(t, want, TALLY_DATA_TOKEN);
+	tally_data_token(u, key, 8, 0x0123456789abcdefull);
+	assert_memory_not_equal(t, u, TALLY_DATA_TOKEN);
+	tally_data_token(u, key, 7, 0x0123456789abcdeeull);
+	assert_memory_not_equal(t, u, TALLY_DATA_TOKEN);
+	key[15] ^= 1;
+	tally_data_token(u, key, 7, 0x0123456789abcdefull);
+	assert_memory_not_equal(t, u, TALLY_DATA_TOKEN);
 }
 
 static void test_round_trip_round_start(void **state)
@@ -631,6 +657,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip_simple_types),
 		cmocka_unit_test(test_round_trip_chunk_refs),
 		cmocka_unit_test(test_round_trip_data_path),
+		cmocka_unit_test(test_data_token),
 		cmocka_unit_test(test_bad_data_path_fields),
 		cmocka_unit_test(test_round_trip_round_start),
 		cmocka_unit_test(test_round_trip_update_ready),
