@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The open data path: masked update chunks travel over a plain socket of their own, tied to a
-# session by a token (bound to the first connection that presents it) and checked by digest.
+# worker's session by a token and checked by digest. The token in a chunk is good for one attempt
+# of one round (BLAKE2b-128 keyed by the session secret from the Welcome, over "tally-data-v1",
+# round, attempt), and bound, in that attempt, to the first connection that presents it.
 # Seven federations over CURVE (four workers, fixed seeds), one after the other:
 #   A  secure, data path on: every round takes all its update chunks (participants x chunks; two
 #      per update, the model being over 2^20 parameters) from the data path;
@@ -9,19 +11,25 @@
 #   C  the same with --data-bind off on the coordinator: none, nothing opened, the same bits;
 #   D  plain FedAvg (--no-secure-agg): the data path is open but never used;
 #   E  a long secure run whose workers' data path goes through an on-path observer (a relay that
-#      reads their session tokens off the wire) while tally-data-hostile sends the data port
-#      garbage, oversize frames, other message types, missing, short and unknown tokens, too many
-#      frames, an observed token from a connection of its own, a connection from an unknown
-#      address: every message is dropped and counted, nothing is answered, and the rounds go on
-#      with every update;
+#      reads their tokens off the wire) while tally-data-hostile sends the data port garbage,
+#      oversize frames, other message types, missing, short and unknown tokens, too many frames,
+#      a connection from an unknown address, and observed tokens from a connection of its own:
+#      one of the attempt in progress (the relay holds that round open: it passes on one worker's
+#      update and holds back the other three until the tool is done), refused for its connection,
+#      and one of an attempt that is over, refused as unknown. Every message is dropped and
+#      counted, nothing is answered, and every round goes on with every update, the held one too;
 #   F  A again, the observer turned attacker: it flips bytes of w0's masked chunks in flight (the
 #      token and envelope stay right): its last chunk in round 1, all of them in round 2. Each
 #      altered chunk is dropped, not charged to w0: the rest of its update comes over CURVE, every
-#      round applies with all four updates at its first attempt, and the model bits are A's;
-#   G  liveness and rebinding: w0 (the only worker on the data path) is stopped while the relay
-#      replays its last chunk on its own data connection: the replays are not counted and do not
-#      keep it alive, it is marked lost after its patience; resumed, it comes back with a new
-#      Welcome, and its chunks under the new token on its new connection are taken again.
+#      round applies with all four updates at its first attempt, and the model bits are A's; the
+#      relay sees a new token of w0's in each round;
+#   G  rebinding and liveness, w0 the only worker on the data path: the relay cuts w0's data
+#      connection; w0's DEALER connects again and the next attempt binds the new connection (every
+#      later round takes w0's chunk from it, none is dropped). Then the relay stops w0 just before
+#      passing on its chunk and replays that chunk on w0's connection while the round waits for
+#      w0: the replays are neither counted nor dropped nor keep w0 alive; it is marked lost after
+#      its patience, and only then are replays dropped (its token matches nothing); resumed, it
+#      comes back with a new Welcome on a new data connection, and its chunks are taken again.
 source "$(dirname "$0")/lib/common.bash"
 
 DH="$BIN/tally-data-hostile"
@@ -35,19 +43,30 @@ keys coordinator "${WORKERS[@]}"
 
 # ---- the on-path relay (ZMTP 3 over TCP, worker to coordinator parsed frame by frame) ----
 cat >"$WORK/relay.py" <<'PYEOF'
-# A TCP relay from LISTEN_HOST:PORT to UPSTREAM_HOST:PORT (PORT picked here, written to
-# PORT_FILE). It reads the ZMTP stream from workers, writes each session token it sees to
-# TOKEN_FILE and, per RULES (ROUND:INDEX:NTH, comma separated), flips the first byte of the
-# tensor frame of the NTH update_chunk of that round and index (counted over attempts). While
-# INJECT_FILE exists it sends the last update_chunk it forwarded again, every 50 ms, on the
-# connection that carried it (between whole messages), and logs "injected #N".
-import os, socket, sys, threading, time
+# A TCP relay from LISTEN_HOST:PORT to UPSTREAM_HOST:PORT (PORT picked here). Its files are
+# PREFIX.NAME: it writes the port to PREFIX.relay-port, what it does to PREFIX-relay.log and each
+# data token it sees, the first time, to PREFIX.tokens as ROUND:ATTEMPT:HEX (a token is good for
+# one attempt of one round). It parses the ZMTP stream from workers frame by frame and, per RULES
+# (ROUND:INDEX:NTH, comma separated; NTH counts over attempts), flips the first byte of the tensor
+# frame of the NTH update_chunk of that round and index (token and envelope stay right). Files the
+# test creates steer it:
+#   PREFIX.hold: the next round to start has its first update_chunk passed on (and that chunk's
+#     ROUND:ATTEMPT:HEX written to PREFIX.held) and every later one held back until PREFIX.hold
+#     is removed, so that round stays open (once);
+#   PREFIX.stop (a pid): before passing on the next update_chunk, it sends that pid SIGSTOP and
+#     removes the file;
+#   PREFIX.cut: once the next update_chunk is passed on, it closes the connection that carried it
+#     (both ways, after all that was sent) and removes the file;
+#   PREFIX.inject: while it exists, the last update_chunk passed on is sent again every 50 ms on
+#     the connection that carried it (between whole messages).
+import os, signal, socket, sys, threading, time
 
-listen_host, upstream_host, port_file, token_file, log_file, rules, inject_file = sys.argv[1:8]
-rules = {tuple(int(x) for x in r.split(":")) for r in rules.split(",") if r}
+listen_host, upstream_host, prefix, spec = sys.argv[1:5]
+rules = {tuple(int(x) for x in r.split(":")) for r in spec.split(",") if r}
 lock = threading.Lock()
-seen, tokens, last = {}, [], None
-log = open(log_file, "a", buffering=1)
+seen, rounds, known, last, held = {}, set(), set(), None, None
+log = open(prefix + "-relay.log", "a", buffering=1)
+tokens = open(prefix + ".tokens", "a", buffering=1)
 
 def varint(b, i):
     v = s = 0
@@ -73,34 +92,57 @@ def fields(b):
         out[k >> 3] = v
     return out
 
-def on_message(frames):  # True for an update_chunk
+def write_file(name, text):
+    with open(name + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(name + ".tmp", name)
+
+def on_message(frames, conn):
+    """None for anything but an update_chunk, else a dict: "what" and "token" name the chunk;
+    "first-held", "hold", "stopped" (the pid) and "cut" say what to do with it."""
+    global held
     try:
         env = fields(frames[0][1])
         chunk = fields(env[17])  # Envelope.update_chunk
     except (ValueError, IndexError, KeyError):
-        return False
-    key = (env.get(3, 0), chunk.get(1, 0))  # round, index
+        return None
+    rnd, att, idx = env.get(3, 0), env.get(4, 0), chunk.get(1, 0)
     tok = chunk.get(2, b"").hex()
+    todo = {"what": "round %d index %d" % (rnd, idx), "token": "%d:%d:%s" % (rnd, att, tok)}
     with lock:
-        seen[key] = nth = seen.get(key, 0) + 1
-        if tok and tok not in tokens:
-            tokens.append(tok)
-            with open(token_file + ".tmp", "w") as f:
-                f.write("\n".join(tokens) + "\n")
-            os.rename(token_file + ".tmp", token_file)
-        log.write("chunk round %d index %d #%d token %s\n" % (key + (nth, tok)))
-        if key + (nth,) in rules and len(frames) > 1 and frames[1][1]:
+        seen[rnd, idx] = nth = seen.get((rnd, idx), 0) + 1
+        todo["what"] += " #%d" % nth
+        if tok and tok not in known:
+            known.add(tok)
+            tokens.write(todo["token"] + "\n")
+        log.write("chunk %s token %s connection %d\n" % (todo["what"], tok, conn))
+        if (rnd, idx, nth) in rules and len(frames) > 1 and frames[1][1]:
             frames[1][1][0] ^= 0xFF
-            log.write("tampered round %d index %d #%d\n" % (key + (nth,)))
-    return True
+            log.write("tampered %s\n" % todo["what"])
+        if held is None and rnd not in rounds and os.path.exists(prefix + ".hold"):
+            held = rnd
+            todo["first-held"] = True
+        elif held == rnd:
+            todo["hold"] = True
+        rounds.add(rnd)
+        if os.path.exists(prefix + ".stop"):
+            with open(prefix + ".stop") as f:
+                pid = int(f.read())
+            os.kill(pid, signal.SIGSTOP)
+            os.unlink(prefix + ".stop")
+            todo["stopped"] = pid
+        if os.path.exists(prefix + ".cut"):
+            os.unlink(prefix + ".cut")
+            todo["cut"] = True
+    return todo
 
-def upstream(src, dst):
+def upstream(src, dst, conn):
     global last
     greet, buf, msg, out = 64, bytearray(), [], threading.Lock()  # out: whole messages to dst
     while True:
         data = src.recv(1 << 20)
         if not data:
-            break
+            return
         if greet:  # the greeting goes on as it comes: each side waits for part of the other's
             n = min(greet, len(data))
             with out:
@@ -121,15 +163,30 @@ def upstream(src, dst):
                     dst.sendall(head + body)
                 continue
             msg.append([head, body])
-            if not flags & 1:
-                chunk = on_message(msg)
-                raw = b"".join(h + bytes(b) for h, b in msg)
-                with out:
-                    dst.sendall(raw)
-                if chunk:
-                    with lock:
-                        last = (dst, out, raw)
-                msg = []
+            if flags & 1:
+                continue
+            todo = on_message(msg, conn)
+            raw = b"".join(h + bytes(b) for h, b in msg)
+            msg = []
+            if todo and todo.get("hold") and os.path.exists(prefix + ".hold"):
+                log.write("held %s connection %d\n" % (todo["what"], conn))
+                while os.path.exists(prefix + ".hold"):
+                    time.sleep(0.02)
+                log.write("released %s\n" % todo["what"])
+            with out:
+                dst.sendall(raw)
+            if todo is None:
+                continue
+            with lock:
+                last = (dst, out, raw)
+            if "first-held" in todo:
+                write_file(prefix + ".held", todo["token"] + "\n")
+                log.write("holding the rest of round %s after %s\n" % (todo["token"].split(":")[0], todo["what"]))
+            if "stopped" in todo:
+                log.write("stopped %d, then passed on %s\n" % (todo["stopped"], todo["what"]))
+            if "cut" in todo:
+                log.write("cut connection %d after %s\n" % (conn, todo["what"]))
+                return
 
 def inject():
     n = 0
@@ -137,7 +194,7 @@ def inject():
         time.sleep(0.05)
         with lock:
             target = last
-        if target is None or not os.path.exists(inject_file):
+        if target is None or not os.path.exists(prefix + ".inject"):
             continue
         dst, out, raw = target
         try:
@@ -149,19 +206,19 @@ def inject():
         n += 1
         log.write("injected #%d\n" % n)
 
-def downstream(src, dst):
+def downstream(src, dst, conn):
     while True:
         data = src.recv(1 << 16)
         if not data:
-            break
+            return
         dst.sendall(data)
 
-def guarded(f, a, b):
+def guarded(f, a, b, conn):
     try:
-        f(a, b)
+        f(a, b, conn)
     except OSError:
         pass
-    for s in (a, b):
+    for s in (a, b):  # shutdown, not close: a FIN after everything sent, never a reset
         try:
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -170,27 +227,26 @@ def guarded(f, a, b):
 srv = socket.socket()
 srv.bind((listen_host, 0))
 srv.listen(16)
-port = srv.getsockname()[1]
-with open(port_file + ".tmp", "w") as f:
-    f.write("%d\n" % port)
-os.rename(port_file + ".tmp", port_file)
+write_file(prefix + ".relay-port", "%d\n" % srv.getsockname()[1])
 threading.Thread(target=inject, daemon=True).start()
+conns = 0
 while True:
     c, _ = srv.accept()
     try:
-        u = socket.create_connection((upstream_host, port))
+        u = socket.create_connection((upstream_host, srv.getsockname()[1]))
     except OSError:
         c.close()
         continue
-    threading.Thread(target=guarded, args=(upstream, c, u), daemon=True).start()
-    threading.Thread(target=guarded, args=(downstream, u, c), daemon=True).start()
+    conns += 1
+    log.write("connection %d\n" % conns)
+    threading.Thread(target=guarded, args=(upstream, c, u, conns), daemon=True).start()
+    threading.Thread(target=guarded, args=(downstream, u, c, conns), daemon=True).start()
 PYEOF
 
-# start_relay RUN RULES : relay 127.0.0.1:PORT -> 127.0.0.2:PORT, injecting while $WORK/RUN.inject
-# exists; sets RELAY_PORT
+# start_relay RUN RULES : relay 127.0.0.1:PORT -> 127.0.0.2:PORT with files $WORK/RUN.* (see
+# above); sets RELAY_PORT
 start_relay() {
-	$PY "$WORK/relay.py" 127.0.0.1 127.0.0.2 "$WORK/$1.relay-port" "$WORK/$1.tokens" "$WORK/$1-relay.log" "$2" \
-		"$WORK/$1.inject" 2>"$WORK/$1-relay-stderr.log" &
+	$PY "$WORK/relay.py" 127.0.0.1 127.0.0.2 "$WORK/$1" "$2" 2>"$WORK/$1-relay-stderr.log" &
 	PIDS+=($!)
 	wait_for 20 test -s "$WORK/$1.relay-port" || fail "relay did not start: $(tail -3 "$WORK/$1-relay-stderr.log")"
 	RELAY_PORT=$(cat "$WORK/$1.relay-port")
@@ -348,11 +404,20 @@ start_relay E ""
 start_coord E --model $SMALL --rounds 1000000 --quorum 4 --data-bind "tcp://127.0.0.2:$RELAY_PORT"
 ECPID=$CPID
 for w in "${WORKERS[@]}"; do start_w E "$w"; done
-wait_for 60 lines_at_least "$WORK/E.tokens" 4 || fail "E: the relay saw fewer than 4 session tokens"
-wait_for 30 took E $((4 * $(chunks E))) || fail "E: no round took every chunk from the data path"
-TOKEN=$(head -n 1 "$WORK/E.tokens") # bound to its worker's own connection by now
-"$DH" --data "tcp://127.0.0.2:$RELAY_PORT" --run-id dp --token "$TOKEN" --from 127.0.0.3 >"$WORK/E-hostile.log" 2>&1 ||
-	fail "E: tally-data-hostile failed: $(tail -3 "$WORK/E-hostile.log")"
+wait_for 30 test -s "$WORK/E/metrics.jsonl" || fail "E: no round"
+per=$((4 * $(chunks E)))
+wait_for 30 took E $per || fail "E: no round took every chunk from the data path"
+# A token is good for one attempt, and these rounds last milliseconds: the relay holds one open.
+# It passes on the first chunk of the next round (binding its token to its worker's connection:
+# that worker's update is then complete) and holds back the other three until E.hold is removed.
+touch "$WORK/E.hold"
+wait_for 30 test -s "$WORK/E.held" || fail "E: the relay held no round"
+LIVE=$(cat "$WORK/E.held") # ROUND:ATTEMPT:HEX, of the attempt held open
+OLD=$(head -n 1 "$WORK/E.tokens") # the first token seen, of an attempt over before E.hold
+HR=${LIVE%%:*}
+[ "${OLD%%:*}" -lt "$HR" ] || fail "E: the first token seen ($OLD) is not of a round before the held one ($LIVE)"
+"$DH" --data "tcp://127.0.0.2:$RELAY_PORT" --run-id dp --token "$LIVE" --old-token "$OLD" --from 127.0.0.3 \
+	>"$WORK/E-hostile.log" 2>&1 || fail "E: tally-data-hostile failed: $(tail -3 "$WORK/E-hostile.log")"
 # Every case the program knows is expected here, in its order, and nothing else.
 EXPECT=$(cat <<'EOF'
 garbage|envelope of 64 bytes does not parse as protobuf
@@ -363,11 +428,12 @@ heartbeat|not a masked update chunk with a token
 chunk-no-token|not a masked update chunk with a token
 request-token|chunk_request: carries a data token
 token-5-bytes|update_chunk: data token of 5 bytes, expected 16
-token-wrong|unknown session token
+token-wrong|unknown token (not this attempt's token of a live session)
 too-many-frames|message has more than one tensor frame
 index-huge|chunk index 1099511627776 is out of range
 stolen-run-id|session token presented on another connection
 stolen-stale-round|session token presented on another connection
+stolen-expired|unknown token (not this attempt's token of a live session)
 envelope-3mib|envelope of 3145728 bytes is over the limit of 2097152
 marker|envelope of 64 bytes does not parse as protobuf
 EOF
@@ -379,8 +445,9 @@ sent=$(sed -n 's/^case \([^:]*\): sent .*/\1/p' "$WORK/E-hostile.log")
 [ "$sent" = "$listed" ] || fail "E: not every case was sent: $(tr '\n' ' ' <<<"$sent")"
 # The coordinator warns at drops 1, 1001, 2001...: with 1000 messages a case (1 for the 3 MiB
 # one), each warning falls on the first message of a case and names its reason, and the last
-# (the marker's) proves that every message before it was counted exactly once. The observed
-# token is refused for the connection it comes on before its run id or round is looked at.
+# (the marker's) proves that every message before it was counted exactly once. This attempt's
+# token is refused for the connection it comes on, before its run id or round is looked at; the
+# token of an attempt that is over matches no session.
 k=0
 while IFS='|' read -r name reason; do
 	line="data path: dropped a message ($reason); $((k * 1000 + 1)) dropped so far"
@@ -396,38 +463,46 @@ grep -q "^unknown-address: connection from 127.0.0.3 refused at the handshake: y
 	fail "E: a data-path connection from 127.0.0.3 was not refused at the handshake"
 grep -q "refused a data-path connection from 127.0.0.3: no enrolled worker was admitted from there" \
 	"$WORK/E-coordinator.log" || fail "E: the refusal of 127.0.0.3 is not in the coordinator's log"
+# The held round was open all along (so the stolen cases were sent during its attempt), waiting
+# for the three chunks the relay holds back.
+held_back() { [ "$(grep -c "^held round $1 index " "$WORK/E-relay.log")" = 3 ]; }
+wait_for 10 held_back "$HR" ||
+	fail "E: the relay does not hold three chunks of round $HR: $(grep -c "^held round $HR " "$WORK/E-relay.log")"
+grep -q "\"round\":$HR," "$WORK/E/metrics.jsonl" && fail "E: round $HR closed while the relay held it"
 kill -0 "$ECPID" 2>/dev/null || fail "E: the coordinator died"
-# The rounds go on: every round of the run, the ones during the attack too, applied with all four
-# updates at its first attempt, none counting more chunks from the data path than it took (the
-# one whose update was being pulled while its token came from elsewhere got the rest over
-# CURVE); those that started after the last hostile message took all their chunks from it.
-after=$(wc -l <"$WORK/E/metrics.jsonl")
-wait_for 60 lines_at_least "$WORK/E/metrics.jsonl" $((after + 4)) || fail "E: rounds stopped after the attack"
+rm "$WORK/E.hold"
+# The rounds go on: every round of the run, the held one too, applied with all four updates at its
+# first attempt; from the first that took all its chunks from the data path on (the held one
+# included: its three held chunks came after every hostile message), every one took them all.
+wait_for 60 lines_at_least "$WORK/E/metrics.jsonl" $((HR + 4)) || fail "E: rounds stopped after the attack"
 kill -TERM "$ECPID"
 wait_exit "$ECPID" 30 || fail "E: coordinator still running 30 s after SIGTERM"
 [ "$STATUS" = 0 ] || fail "E: coordinator exited with $STATUS after SIGTERM"
 for p in "${WPIDS[@]}"; do kill "$p" 2>/dev/null || true; done # they would wait for it to come back
 WPIDS=()
-$PY - "$WORK/E/metrics.jsonl" "$after" "$(chunks E)" <<'PYEOF' || fail "E: the federation did not go on intact"
+$PY - "$WORK/E/metrics.jsonl" "$HR" "$per" <<'PYEOF' || fail "E: the federation did not go on intact"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-after, per = int(sys.argv[2]), 4 * int(sys.argv[3])
+held, per = int(sys.argv[2]), int(sys.argv[3])
+assert [o["round"] for o in rows] == list(range(1, len(rows) + 1)), "round numbers skip"
 bad = [o["round"] for o in rows if not o["applied"] or o["updates"] != 4 or o["attempt"] != 1]
 assert not bad, "rounds not applied with 4 updates at their first attempt: %s" % bad[:10]
 bad = [o["round"] for o in rows if o["data_path_chunks"] > per]
 assert not bad, "rounds with data_path_chunks over %d: %s" % (per, bad[:10])
-bad = [o["round"] for o in rows[after + 1:] if o["data_path_chunks"] != per]
-assert not bad, "rounds after the attack with data_path_chunks != %d: %s" % (per, bad[:10])
-assert [o["round"] for o in rows] == list(range(1, len(rows) + 1)), "round numbers skip"
+first = min(o["round"] for o in rows if o["data_path_chunks"] == per)
+assert first < held, "round %d, held, is the first to take all its chunks from the data path" % held
+bad = [o["round"] for o in rows[first - 1:] if o["data_path_chunks"] != per]
+assert not bad, "rounds from %d on with data_path_chunks != %d: %s" % (first, per, bad[:10])
 print("E: %d rounds, all applied with 4 updates" % len(rows))
 PYEOF
 for pat in "marked lost" "banned" "refused a message" "not used"; do
 	grep -q "$pat" "$WORK/E-coordinator.log" && fail "E: an honest worker suffered: $(grep -m1 "$pat" "$WORK/E-coordinator.log")"
 done
 grep -q "refused a message" "$WORK"/E-w*.log && fail "E: the coordinator refused an honest worker's message"
-suspects=$(sed -n "s/.*bad bytes on the data path under '\(.*\)''s token.*/\1/p" "$WORK/E-coordinator.log" | sort -u)
-[ "$(wc -w <<<"$suspects")" -le 1 ] || fail "E: one token was observed, yet the CURVE fallback hit: $suspects"
-pass "E: $(wc -l <<<"$listed") kinds of bad input on the data port, each drop counted, nothing answered, every round applied"
+# The stolen token's worker had its update in when the tool sent it: nothing to pull over CURVE.
+grep -q "bad bytes on the data path" "$WORK/E-coordinator.log" &&
+	fail "E: the CURVE fallback hit: $(grep -m1 "bad bytes on the data path" "$WORK/E-coordinator.log")"
+pass "E: $(wc -l <<<"$listed") kinds of bad input on the data port, each drop counted, nothing answered; a token stolen in round $HR refused on another connection during its attempt, one of round ${OLD%%:*} as unknown after it; every round applied"
 
 # ---- F: A again, an on-path attacker altering w0's masked chunks, token and envelope intact ----
 # w0 is the only worker on the data path, so the altered chunks are its own and data_path_chunks
@@ -447,8 +522,9 @@ for r in ${rules//,/ }; do
 	IFS=: read -r rr ri rn <<<"$r"
 	grep -q "^tampered round $rr index $ri #$rn\$" "$WORK/F-relay.log" || fail "F: the relay did not alter round $rr chunk $ri"
 done
-c=$(grep -c . "$WORK/F.tokens")
-[ "$c" = 1 ] || fail "F: $c tokens on the data path, expected w0's only"
+# w0's token is another in each attempt: the relay saw one new token a round, none again later.
+c=$(cut -d: -f1 "$WORK/F.tokens" | tr '\n' ' ')
+[ "$c" = "1 2 3 " ] || fail "F: new tokens first seen in rounds $c, expected one in each of 1 2 3"
 log="$WORK/F-coordinator.log"
 grep -qF "data path: dropped a message (chunk does not match its committed digest); 1 dropped so far" "$log" ||
 	fail "F: the first altered chunk was not dropped for its digest: $(grep -m1 "data path: dropped" "$log")"
@@ -477,7 +553,13 @@ done
 [ "$(digest F)" = "$(digest A)" ] || fail "F: final model $(digest F), A's $(digest A)"
 pass "F: altered masked chunks dropped by digest, w0's update pulled over CURVE instead: every round applied with 4 at its first attempt, A's model bits"
 
-# ---- G: liveness comes from CURVE only; a new Welcome binds the new token to the new connection ----
+# ---- G: a cut data connection binds again at the next attempt; liveness comes from CURVE only;
+# a new Welcome starts a new connection and new tokens ----
+# w0 is the only worker on the data path, and its update is one chunk. Once a round has taken it
+# from there, the relay cuts w0's data connection after passing on its next chunk; w0's DEALER
+# connects again (until then its chunks go over CURVE), and the first round whose chunk comes on
+# the new connection binds it.
+UNKNOWN="unknown token (not this attempt's token of a live session)"
 start_relay G ""
 start_coord G --model $SMALL --rounds 1000000 --heartbeat-ms 100 --patience-ms 2000 \
 	--data-bind "tcp://127.0.0.2:$RELAY_PORT"
@@ -487,23 +569,44 @@ W0=${WPIDS[-1]}
 for w in w1 w2 w3; do start_w G "$w" --no-data-path; done
 wait_for 30 test -s "$WORK/G/metrics.jsonl" || fail "G: no round"
 g=$(chunks G)
-wait_for 30 took G "$g" || fail "G: no round took w0's $g chunk(s) from the data path"
-# Replays of w0's last chunk on its own connection pass every check of the data path (right
-# token, connection, run; a round in progress: the one waiting for w0) and are ignored by the
-# round code: they neither count nor keep w0 alive.
-kill -STOP "$W0"
+[ "$g" = 1 ] || fail "G: an update of $SMALL is $g chunks: the relay's cut and stop need one"
+wait_for 30 took G "$g" || fail "G: no round took w0's chunk from the data path"
+touch "$WORK/G.cut"
+wait_for 10 grep -q "^cut connection 1 after round [0-9]* index 0 #1\$" "$WORK/G-relay.log" ||
+	fail "G: the relay did not cut w0's data connection"
+CR=$(sed -n 's/^cut connection 1 after round \([0-9]*\) .*/\1/p' "$WORK/G-relay.log")
+# rebound ROUND N : N rounds after ROUND took w0's chunk from the data path
+rebound() { [ "$($PY -c 'import json,sys
+print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["round"] > int(sys.argv[2]) and json.loads(l)["data_path_chunks"] > 0))' \
+	"$WORK/G/metrics.jsonl" "$1")" -ge "$2" ]; }
+wait_for 30 rebound "$CR" 3 || fail "G: after its data connection was cut, w0's chunks did not come over the data path again"
+# Then w0 is stopped: the relay sends it SIGSTOP just before passing on its next chunk, whose
+# round then waits for w0's reveals. Replays of that chunk on w0's connection (right token,
+# connection and run, its attempt in progress) are ignored by the round code: they neither count
+# nor keep w0 alive. Once w0 is lost its token matches nothing.
+echo "$W0" >"$WORK/G.stop"
+wait_for 10 grep -q "^stopped $W0, then passed on round [0-9]* index 0 #1\$" "$WORK/G-relay.log" ||
+	fail "G: the relay did not stop w0 before its chunk"
+SR=$(sed -n "s/^stopped $W0, then passed on round \([0-9]*\) .*/\1/p" "$WORK/G-relay.log")
 touch "$WORK/G.inject"
 wait_for 10 grep -q "^injected #1\$" "$WORK/G-relay.log" || fail "G: the relay did not inject"
 wait_for 10 grep -q "worker 'w0' silent for [0-9]* ms: marked lost" "$WORK/G-coordinator.log" ||
 	fail "G: w0, stopped, was not marked lost while its data connection carried its chunks"
-# The first drop is an injected chunk whose session is gone: none before was dropped.
-wait_for 10 grep -qF "data path: dropped a message (unknown session token); 1 dropped so far" "$WORK/G-coordinator.log" ||
-	fail "G: replays were dropped before w0 was lost, or none came after: $(grep -m1 "data path: dropped" "$WORK/G-coordinator.log")"
+line="data path: dropped a message ($UNKNOWN); 1 dropped so far"
+wait_for 10 grep -qF "$line" "$WORK/G-coordinator.log" ||
+	fail "G: no replay was dropped after w0 was lost: $(grep -m1 "data path: dropped" "$WORK/G-coordinator.log")"
 rm "$WORK/G.inject"
 inj=$(grep -c "^injected" "$WORK/G-relay.log")
 [ "$inj" -ge 20 ] || fail "G: only $inj chunks injected over w0's patience"
+# The run's first drop (none before it: not w0's chunk on its new connection after the cut, nor a
+# replay while its round was open) comes after the loss.
+first=$(grep -n "data path: dropped" "$WORK/G-coordinator.log" | head -1 | cut -d: -f1)
+lost=$(grep -n "marked lost" "$WORK/G-coordinator.log" | head -1 | cut -d: -f1)
+[ "$first" -gt "$lost" ] || fail "G: a drop before w0 was lost: $(grep -m1 "data path: dropped" "$WORK/G-coordinator.log")"
 kill -CONT "$W0"
-wait_for 30 lines_at_least "$WORK/G.tokens" 2 || fail "G: w0 did not come back with a new token"
+# Back with a new Welcome, w0 opens a new data connection (the relay's third).
+wait_for 30 grep -q "^chunk round [0-9]* index 0 #1 token [0-9a-f]* connection 3\$" "$WORK/G-relay.log" ||
+	fail "G: w0 did not come back on a new data connection"
 after=$(wc -l <"$WORK/G/metrics.jsonl")
 wait_for 30 lines_at_least "$WORK/G/metrics.jsonl" $((after + 4)) || fail "G: rounds did not resume after w0 came back"
 kill -TERM "$GCPID"
@@ -511,21 +614,30 @@ wait_exit "$GCPID" 30 || fail "G: coordinator still running 30 s after SIGTERM"
 [ "$STATUS" = 0 ] || fail "G: coordinator exited with $STATUS after SIGTERM"
 for p in "${WPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 WPIDS=()
-$PY - "$WORK/G/metrics.jsonl" "$after" "$g" <<'PYEOF' || fail "G: the rounds do not show it"
+r2=$(
+	$PY - "$WORK/G/metrics.jsonl" "$after" "$g" "$CR" "$SR" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-after, per = int(sys.argv[2]), int(sys.argv[3])
+after, per, cut, stopped = (int(x) for x in sys.argv[2:6])
 bad = [o["round"] for o in rows if o["data_path_chunks"] > per]
 assert not bad, "injected chunks counted in data_path_chunks of rounds %s" % bad[:10]
+bad = [o["round"] for o in rows if o["round"] == cut and o["data_path_chunks"] != per]
+assert not bad, "round %d did not take the chunk passed on before the cut" % cut
+r2 = min(o["round"] for o in rows if o["round"] > cut and o["data_path_chunks"] == per)
+bad = [o["round"] for o in rows if r2 <= o["round"] <= stopped and o["data_path_chunks"] != per]
+assert not bad, "rounds from %d (w0 back on the data path) to %d (stopped) without its chunk from it: %s" % (r2, stopped, bad[:10])
 bad = [o["round"] for o in rows[after + 1:] if not o["applied"] or o["updates"] != 4 or o["data_path_chunks"] != per]
 assert not bad, "rounds after w0's return not applied with 4, w0's chunks not from the data path: %s" % bad[:10]
+print(r2)
 PYEOF
-[ "$(sort -u "$WORK/G.tokens" | wc -l)" = 2 ] || fail "G: w0's second Welcome did not bring a new token"
+) || fail "G: the rounds do not show it"
+grep -q "^chunk round $r2 index 0 #1 token [0-9a-f]* connection 2\$" "$WORK/G-relay.log" ||
+	fail "G: w0's chunk of round $r2, taken from the data path, did not come on its second connection"
 [ "$(grep -c "joined run" "$WORK/G-w0.log")" = 2 ] || fail "G: w0 did not join twice"
 [ "$(grep -c "marked lost" "$WORK/G-coordinator.log")" = 1 ] || fail "G: a worker other than w0 was lost"
 [ "$(grep -c "data path: dropped" "$WORK/G-coordinator.log")" = 1 ] ||
 	fail "G: more drops: $(grep "data path: dropped" "$WORK/G-coordinator.log" | tail -2)"
-pass "G: $inj replays of w0's chunk on its own connection neither counted nor kept it alive; back with a new token on a new connection, its chunks were taken again"
+pass "G: cut after round $CR, w0's data connection was bound again from round $r2; $inj replays of its chunk on its own connection neither counted nor kept it alive; back with a new Welcome on a new connection, its chunks were taken again"
 
 # ---- no sanitizer report anywhere ----
 if grep -l "runtime error:\|AddressSanitizer\|LeakSanitizer\|UndefinedBehaviorSanitizer" "$WORK"/*.log; then

@@ -2,20 +2,23 @@
  * tally-data-hostile: bad input on the coordinator's open data path, for
  * tests/integration/data_path.sh.
  *
- * The data path is a plain ROUTER (no CURVE) that takes only masked UpdateChunks carrying a live
- * session's token, from the connection the token is bound to, and answers nothing. This program
- * connects to it as anyone on a worker's address could, and sends, over one plain DEALER and in a
- * fixed order, COUNT copies of each bad message of the list (--list): garbage, empty and oversize
- * envelopes, other message types, missing, short and unknown tokens, too many frames, an
- * out-of-range index, and, given a token seen on the wire (--token), chunks with that token for
- * another run or for a round that is not open (this connection is not the token's, so both are
- * refused for that before anything else). The coordinator drops each and logs the first and
- * every 1000th drop with a running count, so with COUNT 1000 the test can check every case's
- * reason and that each message was counted once. Then, on connections of their own: one frame
- * over ZMQ_MAXMSGSIZE (libzmq must cut that connection), and, with --from, a connection from a
- * loopback address no worker came from (ZAP must refuse it). Last, COUNT more garbage frames on
- * the first connection, whose final drop number closes the count.
+ * The data path is a plain ROUTER (no CURVE) that takes only masked UpdateChunks carrying this
+ * attempt's token of a live session, from the connection that token is bound to, and answers
+ * nothing. This program connects to it as anyone on a worker's address could, and sends, over
+ * one plain DEALER and in a fixed order, COUNT copies of each bad message of the list (--list):
+ * garbage, empty and oversize envelopes, other message types, missing, short and unknown tokens,
+ * too many frames, an out-of-range index; given a token seen on the wire during the attempt in
+ * progress (--token), chunks with it for another run or for a round that is not open (this
+ * connection is not the one the token is bound to, so both are refused for that before anything
+ * else); given a token seen in an attempt that is over (--old-token), a chunk with it for its
+ * own round and attempt (a replay, refused as an unknown token). The coordinator drops each and
+ * logs the first and every 1000th drop with a running count, so with COUNT 1000 the test can
+ * check every case's reason and that each message was counted once. Then, on connections of
+ * their own: one frame over ZMQ_MAXMSGSIZE (libzmq must cut that connection), and, with --from, a
+ * connection from a loopback address no worker came from (ZAP must refuse it). Last, COUNT more
+ * garbage frames on the first connection, whose final drop number closes the count.
  *
+ * Tokens are given as the test's relay writes them: ROUND:ATTEMPT:HEX.
  * Output, one line each: "case NAME: sent N", "oversize: ...", "unknown-address: ...",
  * "marker: sent N", "answers received: N" (anything the data socket sent back: must be 0).
  * Exit status 0 once everything was sent, 1 when a send or a socket failed, 2 for a usage error.
@@ -35,13 +38,20 @@
 #define BIG_ENVELOPE (3u << 20) /* under ZMQ_MAXMSGSIZE, over TALLY_ENVELOPE_MAX */
 #define STALE_ROUND (UINT64_C(1) << 30)
 
+/* A data token as seen on the wire, with the round and attempt of the chunk that carried it. */
+typedef struct seen_token {
+	uint64_t round, attempt;
+	uint8_t token[TALLY_DATA_TOKEN];
+	bool given;
+} seen_token;
+
 typedef struct dh {
 	void *ctx;
 	void *sock;            /* the connection every counted case goes over */
 	char endpoint[256];    /* the data path: tcp://HOST:PORT */
 	char run_id[TALLY_NAME_MAX];
-	uint8_t token[TALLY_DATA_TOKEN]; /* a live session's, as seen on the wire */
-	bool has_token;
+	seen_token live;       /* seen during the attempt in progress */
+	seen_token old;        /* seen during an attempt that is over */
 	const char *from;      /* a loopback address no worker came from */
 	int count;
 	uint64_t answers;
@@ -49,29 +59,32 @@ typedef struct dh {
 
 typedef enum {
 	C_GARBAGE, C_EMPTY, C_VERSION2, C_HELLO, C_HEARTBEAT, C_CHUNK_NO_TOKEN, C_REQUEST_TOKEN, C_TOKEN_SHORT,
-	C_TOKEN_WRONG, C_FRAMES, C_INDEX_HUGE, C_STOLEN_RUN_ID, C_STOLEN_STALE, C_BIG,
+	C_TOKEN_WRONG, C_FRAMES, C_INDEX_HUGE, C_STOLEN_RUN_ID, C_STOLEN_STALE, C_STOLEN_EXPIRED, C_BIG,
 } dcase;
+
+enum { NEEDS_NOTHING, NEEDS_LIVE, NEEDS_OLD }; /* which seen token a case sends */
 
 static const struct {
 	const char *name;
 	dcase c;
-	bool needs_token;
+	int needs;
 	const char *what;
 } cases[] = {
-	{"garbage", C_GARBAGE, false, "a frame of 64 0xff bytes (not protobuf)"},
-	{"empty", C_EMPTY, false, "an empty frame"},
-	{"version-2", C_VERSION2, false, "an update_chunk of protocol version 2"},
-	{"hello", C_HELLO, false, "a hello"},
-	{"heartbeat", C_HEARTBEAT, false, "a heartbeat"},
-	{"chunk-no-token", C_CHUNK_NO_TOKEN, false, "an update_chunk without a token (as sent over CURVE)"},
-	{"request-token", C_REQUEST_TOKEN, false, "a chunk_request carrying a token"},
-	{"token-5-bytes", C_TOKEN_SHORT, false, "an update_chunk with a 5-byte token"},
-	{"token-wrong", C_TOKEN_WRONG, false, "a well-formed update_chunk with a random 16-byte token"},
-	{"too-many-frames", C_FRAMES, false, "an update_chunk with a random token and 5 tensor frames"},
-	{"index-huge", C_INDEX_HUGE, false, "an update_chunk for chunk 2^40"},
-	{"stolen-run-id", C_STOLEN_RUN_ID, true, "an update_chunk with a live token and another run id"},
-	{"stolen-stale-round", C_STOLEN_STALE, true, "an update_chunk with a live token for round 2^30"},
-	{"envelope-3mib", C_BIG, false, "a 3 MiB envelope (one message, not COUNT)"},
+	{"garbage", C_GARBAGE, NEEDS_NOTHING, "a frame of 64 0xff bytes (not protobuf)"},
+	{"empty", C_EMPTY, NEEDS_NOTHING, "an empty frame"},
+	{"version-2", C_VERSION2, NEEDS_NOTHING, "an update_chunk of protocol version 2"},
+	{"hello", C_HELLO, NEEDS_NOTHING, "a hello"},
+	{"heartbeat", C_HEARTBEAT, NEEDS_NOTHING, "a heartbeat"},
+	{"chunk-no-token", C_CHUNK_NO_TOKEN, NEEDS_NOTHING, "an update_chunk without a token (as sent over CURVE)"},
+	{"request-token", C_REQUEST_TOKEN, NEEDS_NOTHING, "a chunk_request carrying a token"},
+	{"token-5-bytes", C_TOKEN_SHORT, NEEDS_NOTHING, "an update_chunk with a 5-byte token"},
+	{"token-wrong", C_TOKEN_WRONG, NEEDS_NOTHING, "a well-formed update_chunk with a random 16-byte token"},
+	{"too-many-frames", C_FRAMES, NEEDS_NOTHING, "an update_chunk with a random token and 5 tensor frames"},
+	{"index-huge", C_INDEX_HUGE, NEEDS_NOTHING, "an update_chunk for chunk 2^40"},
+	{"stolen-run-id", C_STOLEN_RUN_ID, NEEDS_LIVE, "an update_chunk with --token and another run id"},
+	{"stolen-stale-round", C_STOLEN_STALE, NEEDS_LIVE, "an update_chunk with --token for round 2^30"},
+	{"stolen-expired", C_STOLEN_EXPIRED, NEEDS_OLD, "an update_chunk with --old-token for its own round and attempt"},
+	{"envelope-3mib", C_BIG, NEEDS_NOTHING, "a 3 MiB envelope (one message, not COUNT)"},
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -201,7 +214,7 @@ static int send_case(dh *d, dcase c)
 	}
 	e.version = c == C_VERSION2 ? 2 : TALLY_PROTOCOL_VERSION;
 	e.run_id = c == C_STOLEN_RUN_ID ? "another-run" : d->run_id;
-	e.round = c == C_STOLEN_STALE ? STALE_ROUND : 1, e.attempt = 1;
+	e.round = 1, e.attempt = 1;
 	randombytes_buf(tok, sizeof(tok));
 	cr.token = (ProtobufCBinaryData){sizeof(tok), tok};
 	e.body_case = TALLY__ENVELOPE__BODY_UPDATE_CHUNK, e.update_chunk = &cr;
@@ -213,8 +226,9 @@ static int send_case(dh *d, dcase c)
 	case C_TOKEN_SHORT: cr.token.len = 5; break;
 	case C_FRAMES: frames = 5; break;
 	case C_INDEX_HUGE: cr.index = UINT64_C(1) << 40; break;
-	case C_STOLEN_RUN_ID:
-	case C_STOLEN_STALE: cr.token.data = d->token; break;
+	case C_STOLEN_RUN_ID: e.round = d->live.round, e.attempt = d->live.attempt, cr.token.data = d->live.token; break;
+	case C_STOLEN_STALE: e.round = STALE_ROUND, e.attempt = d->live.attempt, cr.token.data = d->live.token; break;
+	case C_STOLEN_EXPIRED: e.round = d->old.round, e.attempt = d->old.attempt, cr.token.data = d->old.token; break;
 	default: break;
 	}
 	return send_env(d->sock, &e, frames);
@@ -292,7 +306,8 @@ static int unknown_address(dh *d)
 static int run(dh *d)
 {
 	for (size_t i = 0; i < N_CASES; i++) {
-		if (cases[i].c == C_BIG || (cases[i].needs_token && !d->has_token))
+		if (cases[i].c == C_BIG || (cases[i].needs == NEEDS_LIVE && !d->live.given) ||
+		    (cases[i].needs == NEEDS_OLD && !d->old.given))
 			continue;
 		for (int k = 0; k < d->count; k++)
 			if (send_case(d, cases[i].c))
@@ -313,17 +328,35 @@ static int run(dh *d)
 	return 0;
 }
 
+/* Parses ROUND:ATTEMPT:HEX (a token and the round and attempt of the chunk it was seen on). */
+static bool parse_token(const char *s, seen_token *t)
+{
+	char *end;
+
+	t->round = strtoull(s, &end, 10);
+	if (end == s || *end != ':')
+		return false;
+	s = end + 1;
+	t->attempt = strtoull(s, &end, 10);
+	if (end == s || *end != ':')
+		return false;
+	s = end + 1;
+	t->given = strlen(s) == 2 * TALLY_DATA_TOKEN &&
+		   sodium_hex2bin(t->token, sizeof(t->token), s, strlen(s), NULL, NULL, NULL) == 0;
+	return t->given;
+}
+
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: tally-data-hostile --data tcp://HOST:PORT --run-id ID [--token HEX] [--from ADDR]\n"
-		     "                          [--count N]\n"
+	fprintf(out, "usage: tally-data-hostile --data tcp://HOST:PORT --run-id ID [--token ROUND:ATTEMPT:HEX]\n"
+		     "                          [--old-token ROUND:ATTEMPT:HEX] [--from ADDR] [--count N]\n"
 		     "       tally-data-hostile --list\n");
 }
 
 int main(int argc, char **argv)
 {
 	dh d = {.count = 1000};
-	const char *token = NULL;
+	const char *live = NULL, *old = NULL;
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -342,7 +375,9 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--run-id") == 0) {
 			snprintf(d.run_id, sizeof(d.run_id), "%s", v);
 		} else if (strcmp(a, "--token") == 0) {
-			token = v;
+			live = v;
+		} else if (strcmp(a, "--old-token") == 0) {
+			old = v;
 		} else if (strcmp(a, "--from") == 0) {
 			d.from = v;
 		} else if (strcmp(a, "--count") == 0) {
@@ -353,13 +388,11 @@ int main(int argc, char **argv)
 		}
 		i++;
 	}
-	if (!d.endpoint[0] || !d.run_id[0] || d.count < 1 ||
-	    (token && (strlen(token) != 2 * TALLY_DATA_TOKEN ||
-		       sodium_hex2bin(d.token, sizeof(d.token), token, strlen(token), NULL, NULL, NULL) != 0))) {
+	if (!d.endpoint[0] || !d.run_id[0] || d.count < 1 || (live && !parse_token(live, &d.live)) ||
+	    (old && !parse_token(old, &d.old))) {
 		usage(stderr);
 		return 2;
 	}
-	d.has_token = token != NULL;
 	if (sodium_init() < 0)
 		return 1;
 	d.ctx = zmq_ctx_new();
