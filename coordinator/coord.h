@@ -85,6 +85,7 @@ typedef struct coord_participant {
 	double train_loss, train_accuracy;
 	bool lost;                     /* its worker went away (it may have finished first) */
 	bool curve_only;               /* something bad came on the data path: pull over CURVE */
+	int64_t progress_ms;           /* last chunk received, or first request while none was out */
 } coord_participant;
 
 /* A model buffer shared with zero-copy sends: freed when the last reference is dropped. */

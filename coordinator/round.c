@@ -489,6 +489,7 @@ static void on_update_chunk(coord *c, coord_participant *p, tally_inmsg *in)
 		return; /* unrequested or stale (answers to requests made before an undo) */
 	p->outstanding--;
 	c->inflight--;
+	p->progress_ms = coord_now_ms();
 	bad = check_chunk(c, p, index, in);
 	if (bad && p->state == P_UNDOING) {
 		poison_round(c, "a worker changed its update while it was being taken back out");
@@ -554,6 +555,8 @@ static void schedule_pulls(coord *c)
 		while (p->next_request < p->n_chunks && c->inflight < (size_t)c->cfg.max_inflight_chunks) {
 			if (request_chunk(c, p, p->next_request))
 				break;
+			if (p->outstanding == 0)
+				p->progress_ms = coord_now_ms(); /* waiting starts now */
 			p->next_request++;
 			p->outstanding++;
 			c->inflight++;
@@ -579,17 +582,44 @@ bool coord_round_data_chunk_ok(coord *c, int worker, const tally_inmsg *in)
 	return memcmp(d, p->chunk_digests[index], TALLY_DIGEST_BYTES) == 0;
 }
 
+/* Pulls the rest of p's update over CURVE, asking again for the chunks already requested. */
+static void pull_over_curve(coord *c, coord_participant *p, const char *why, const char *what)
+{
+	if (p->curve_only || (p->state != P_PULLING && p->state != P_UNDOING))
+		return;
+	p->curve_only = true;
+	tally_warn("round %llu: %s '%s''s %s: the rest of its update comes over CURVE", (unsigned long long)c->round,
+		   why, c->workers[p->worker].name, what);
+	for (size_t i = p->received; i < p->next_request; i++)
+		request_chunk(c, p, i); /* the answer that comes first is taken; the other is stale */
+	p->progress_ms = coord_now_ms();
+}
+
 void coord_round_data_suspect(coord *c, int worker)
 {
 	coord_participant *p = c->round_open ? find_part(c, worker) : NULL;
 
-	if (!p || p->curve_only || (p->state != P_PULLING && p->state != P_UNDOING))
+	if (p)
+		pull_over_curve(c, p, "bad bytes on the data path under", "token");
+}
+
+/*
+ * A data-path chunk can be lost with its connection (libzmq reconnects, but what was in flight
+ * is gone). A participant whose requested chunks have not come for a heartbeat patience is
+ * asked again over CURVE, rather than holding the round to its deadline.
+ */
+static void check_data_stalls(coord *c)
+{
+	int64_t now = coord_now_ms();
+
+	if (!c->sa || !c->data)
 		return;
-	p->curve_only = true;
-	tally_warn("round %llu: bad bytes on the data path under '%s''s token: the rest of its update comes over CURVE",
-		   (unsigned long long)c->round, c->workers[worker].name);
-	for (size_t i = p->received; i < p->next_request; i++)
-		request_chunk(c, p, i); /* the answer that comes first is taken; the other is stale */
+	for (size_t i = 0; i < c->n_parts; i++) {
+		coord_participant *p = &c->parts[i];
+
+		if (p->outstanding > 0 && !p->curve_only && now - p->progress_ms > c->cfg.patience_ms)
+			pull_over_curve(c, p, "for a patience, no chunk on the data path of", "requests");
+	}
 }
 
 void coord_round_on_message(coord *c, int worker, tally_inmsg *in)
@@ -850,6 +880,7 @@ void coord_round_tick(coord *c)
 	if (c->sa)
 		coord_sa_tick(c);
 	schedule_pulls(c);
+	check_data_stalls(c);
 	if (all_settled(c)) {
 		close_round(c);
 		if ((int64_t)c->round < c->cfg.rounds && !c->stopping && coord_now_ms() >= c->next_round_at_ms)
