@@ -310,6 +310,7 @@ static void on_hello(coord *c, tally_inmsg *in)
 	if (c->data) {
 		randombytes_buf(c->workers[w].data_token, TALLY_DATA_TOKEN);
 		c->workers[w].has_attempt_token = false; /* derived and bound again under the new secret */
+		c->workers[w].data_seen = false;
 		c->workers[w].data_rid_len = 0;
 		m.u.welcome.data_port = c->data_port;
 		memcpy(m.u.welcome.data_token, c->workers[w].data_token, TALLY_DATA_TOKEN);
@@ -459,6 +460,7 @@ static void take_data_chunk(coord *c, int w, tally_inmsg *in)
 	/* Answers (refusals) go to the worker's CURVE session. */
 	memcpy(in->rid, wk->rid, wk->rid_len);
 	in->rid_len = wk->rid_len;
+	wk->data_seen = true;
 	c->chunk_prechecked = true;
 	coord_round_on_message(c, w, in);
 	c->chunk_prechecked = false;

@@ -68,6 +68,7 @@ typedef struct coord_worker {
 	bool has_attempt_token;
 	uint8_t data_rid[TALLY_ROUTING_ID_MAX]; /* the data-path connection that token is bound to */
 	size_t data_rid_len;                  /* 0: not bound yet */
+	bool data_seen;                       /* this session has sent a chunk over the data path */
 } coord_worker;
 
 typedef enum { P_TRAINING, P_READY, P_PULLING, P_UNDOING, P_DONE, P_FAILED } part_state;

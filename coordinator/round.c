@@ -605,8 +605,10 @@ void coord_round_data_suspect(coord *c, int worker)
 
 /*
  * A data-path chunk can be lost with its connection (libzmq reconnects, but what was in flight
- * is gone). A participant whose requested chunks have not come for a heartbeat patience is
- * asked again over CURVE, rather than holding the round to its deadline.
+ * is gone). A participant on the data path (its session has sent chunks there) whose requested
+ * chunks have not come for a heartbeat patience is asked again over CURVE, rather than holding
+ * the round to its deadline. Workers that send over CURVE are left alone: a slow link is not a
+ * lost chunk.
  */
 static void check_data_stalls(coord *c)
 {
@@ -617,7 +619,8 @@ static void check_data_stalls(coord *c)
 	for (size_t i = 0; i < c->n_parts; i++) {
 		coord_participant *p = &c->parts[i];
 
-		if (p->outstanding > 0 && !p->curve_only && now - p->progress_ms > c->cfg.patience_ms)
+		if (p->outstanding > 0 && !p->curve_only && c->workers[p->worker].data_seen &&
+		    now - p->progress_ms > c->cfg.patience_ms)
 			pull_over_curve(c, p, "for a patience, no chunk on the data path of", "requests");
 	}
 }

@@ -3,7 +3,7 @@
 # worker's session by a token and checked by digest. The token in a chunk is good for one attempt
 # of one round (BLAKE2b-128 keyed by the session secret from the Welcome, over "tally-data-v1",
 # round, attempt), and bound, in that attempt, to the first connection that presents it.
-# Seven federations over CURVE (four workers, fixed seeds), one after the other:
+# Eight federations over CURVE (four workers, fixed seeds), one after the other:
 #   A  secure, data path on: every round takes all its update chunks (participants x chunks; two
 #      per update, the model being over 2^20 parameters) from the data path;
 #   B  the same with --no-data-path on every worker: none from it, and the same model bits, round
@@ -29,7 +29,12 @@
 #      passing on its chunk and replays that chunk on w0's connection while the round waits for
 #      w0: the replays are neither counted nor dropped nor keep w0 alive; it is marked lost after
 #      its patience, and only then are replays dropped (its token matches nothing); resumed, it
-#      comes back with a new Welcome on a new data connection, and its chunks are taken again.
+#      comes back with a new Welcome on a new data connection, and its chunks are taken again;
+#   H  A again, the relay swallowing w0's masked chunks (w0 alone on the data path; they reach the
+#      coordinator neither good nor bad): its last chunk in round 1, all of them in round 2. With
+#      a patience (1.5 s) far shorter than the deadline (60 s), requests that have had no answer
+#      for a patience are asked for again over CURVE: every round applies with all four updates
+#      at its first attempt, seconds after it started, w0 neither lost nor banned, A's model bits.
 source "$(dirname "$0")/lib/common.bash"
 
 DH="$BIN/tally-data-hostile"
@@ -50,6 +55,8 @@ cat >"$WORK/relay.py" <<'PYEOF'
 # (ROUND:INDEX:NTH, comma separated; NTH counts over attempts), flips the first byte of the tensor
 # frame of the NTH update_chunk of that round and index (token and envelope stay right). Files the
 # test creates steer it:
+#   PREFIX.swallow (RULES, as above, read at each update_chunk): an update_chunk a rule names is
+#     not passed on; the stream goes on in step, from the next whole message;
 #   PREFIX.hold: the next round to start has its first update_chunk passed on (and that chunk's
 #     ROUND:ATTEMPT:HEX written to PREFIX.held) and every later one held back until PREFIX.hold
 #     is removed, so that round stays open (once);
@@ -62,7 +69,10 @@ cat >"$WORK/relay.py" <<'PYEOF'
 import os, signal, socket, sys, threading, time
 
 listen_host, upstream_host, prefix, spec = sys.argv[1:5]
-rules = {tuple(int(x) for x in r.split(":")) for r in spec.split(",") if r}
+def parse_rules(text):
+    return {tuple(int(x) for x in r.split(":")) for r in text.strip().split(",") if r}
+
+rules = parse_rules(spec)
 lock = threading.Lock()
 seen, rounds, known, last, held = {}, set(), set(), None, None
 log = open(prefix + "-relay.log", "a", buffering=1)
@@ -99,7 +109,7 @@ def write_file(name, text):
 
 def on_message(frames, conn):
     """None for anything but an update_chunk, else a dict: "what" and "token" name the chunk;
-    "first-held", "hold", "stopped" (the pid) and "cut" say what to do with it."""
+    "swallow", "first-held", "hold", "stopped" (the pid) and "cut" say what to do with it."""
     global held
     try:
         env = fields(frames[0][1])
@@ -119,6 +129,11 @@ def on_message(frames, conn):
         if (rnd, idx, nth) in rules and len(frames) > 1 and frames[1][1]:
             frames[1][1][0] ^= 0xFF
             log.write("tampered %s\n" % todo["what"])
+        if os.path.exists(prefix + ".swallow"):
+            with open(prefix + ".swallow") as f:
+                if (rnd, idx, nth) in parse_rules(f.read()):
+                    todo["swallow"] = True
+                    return todo
         if held is None and rnd not in rounds and os.path.exists(prefix + ".hold"):
             held = rnd
             todo["first-held"] = True
@@ -168,6 +183,9 @@ def upstream(src, dst, conn):
             todo = on_message(msg, conn)
             raw = b"".join(h + bytes(b) for h, b in msg)
             msg = []
+            if todo and todo.get("swallow"):
+                log.write("swallowed %s connection %d\n" % (todo["what"], conn))
+                continue
             if todo and todo.get("hold") and os.path.exists(prefix + ".hold"):
                 log.write("held %s connection %d\n" % (todo["what"], conn))
                 while os.path.exists(prefix + ".hold"):
@@ -639,8 +657,65 @@ grep -q "^chunk round $r2 index 0 #1 token [0-9a-f]* connection 2\$" "$WORK/G-re
 	fail "G: more drops: $(grep "data path: dropped" "$WORK/G-coordinator.log" | tail -2)"
 pass "G: cut after round $CR, w0's data connection was bound again from round $r2; $inj replays of its chunk on its own connection neither counted nor kept it alive; back with a new Welcome on a new connection, its chunks were taken again"
 
+# ---- H: A again, w0's masked chunks swallowed in flight: asked for again over CURVE ----
+# w0 is the only worker on the data path. The relay passes on none of the chunks H.swallow names:
+# w0's last in round 1 (its first comes), all of them in round 2; round 3 is clean. Nothing bad
+# reaches the coordinator, nothing is dropped: its requests only go unanswered. With the patience
+# at 1.5 s and the deadline at 60 s, a round that fell back is far from one held to its deadline.
+rules="1:$((n - 1)):1"
+for ((i = 0; i < n; i++)); do rules+=",2:$i:1"; done
+echo "$rules" >"$WORK/H.swallow"
+start_relay H ""
+# shellcheck disable=SC2086
+start_coord H $SEC --heartbeat-ms 100 --patience-ms 1500 --data-bind "tcp://127.0.0.2:$RELAY_PORT"
+start_w H w0
+for w in w1 w2 w3; do start_w H "$w" --no-data-path; done
+log="$WORK/H-coordinator.log"
+stalled() { echo "round $1: for a patience, no chunk on the data path of 'w0''s requests: the rest of its update comes over CURVE"; }
+# Waited for before the run ends, and well before the deadline: without the fallback this fails
+# here, not minutes later.
+for r in 1 2; do
+	wait_for 30 grep -qF "$(stalled $r)" "$log" ||
+		fail "H: round $r: w0's unanswered requests were not asked again over CURVE after a patience"
+done
+finish H
+[ "$(chunks H)" = "$n" ] || fail "H: $(chunks H) chunks per update, A had $n"
+[ "$(grep -c '^swallowed' "$WORK/H-relay.log")" = $((n + 1)) ] ||
+	fail "H: the relay swallowed $(grep -c '^swallowed' "$WORK/H-relay.log") chunks, not $((n + 1))"
+for r in ${rules//,/ }; do
+	IFS=: read -r rr ri rn <<<"$r"
+	grep -q "^swallowed round $rr index $ri #$rn connection " "$WORK/H-relay.log" ||
+		fail "H: the relay did not swallow round $rr chunk $ri"
+done
+[ "$(grep -c "for a patience, no chunk on the data path" "$log")" = 2 ] ||
+	fail "H: the stall fallback other than once in rounds 1 and 2: $(grep "for a patience" "$log" | tr '\n' ' ')"
+for pat in "data path: dropped" "bad bytes on the data path" "taking its update back out" "not used" \
+	"aggregate discarded" "deadline passed" "stalled in transfer" "marked lost" "banned" "refused"; do
+	grep -q "$pat" "$log" && fail "H: $(grep -m1 "$pat" "$log")"
+done
+for r in 1 2 3; do
+	grep -q "round $r: update aggregated" "$WORK/H-w0.log" || fail "H: round $r: w0 was not told its update counted"
+done
+[ "$(grep -c "joined run" "$WORK/H-w0.log")" = 1 ] || fail "H: w0 joined more than once"
+[ "$(col H round)" = "1 2 3" ] || fail "H: rounds $(col H round), expected 1 2 3"
+[ "$(col H attempt)" = "1 1 1" ] || fail "H: attempts $(col H attempt): a round was retried"
+[ "$(col H applied)" = "true true true" ] || fail "H: rounds applied: $(col H applied)"
+[ "$(col H updates)" = "4 4 4" ] || fail "H: updates per round $(col H updates), not 4"
+# w0's first chunk of round 1 came on the data path, none of round 2; in round 3 all of them again.
+[ "$(col H data_path_chunks)" = "$((n - 1)) 0 $n" ] ||
+	fail "H: data_path_chunks per round $(col H data_path_chunks), expected $((n - 1)) 0 $n"
+# A patience, not the deadline: each round took seconds (A's, and the 1.5 s its stall cost).
+$PY -c 'import json,sys
+s=[json.loads(l)["seconds"] for l in open(sys.argv[1])]
+assert max(s) < 10, s' "$WORK/H/metrics.jsonl" || fail "H: a round took 10 s or more: $(col H seconds)"
+for r in 1 2 3; do
+	same_model H $r A $r || fail "H: round $r: the model differs from A's: a swallowed chunk was lost to the sum"
+done
+[ "$(digest H)" = "$(digest A)" ] || fail "H: final model $(digest H), A's $(digest A)"
+pass "H: w0's swallowed chunks asked for again over CURVE after a patience: every round applied with 4 at its first attempt in $(col H seconds) s (deadline 60), A's model bits"
+
 # ---- no sanitizer report anywhere ----
 if grep -l "runtime error:\|AddressSanitizer\|LeakSanitizer\|UndefinedBehaviorSanitizer" "$WORK"/*.log; then
 	fail "a sanitizer reported an error"
 fi
-pass "the open data path: used, off, plain, hostile, tampered, replayed and rebound"
+pass "the open data path: used, off, plain, hostile, tampered, swallowed, replayed and rebound"
