@@ -9,6 +9,7 @@
 #include "tally/graph.h"
 #include "tally/mask.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ struct tally_sa_client {
 	bool *valid, *held, *in_u2;
 	uint32_t *nbr;           /* graph neighbours, k of them */
 	uint32_t *mask;          /* the sum of this worker's masks once prepared (secret until used) */
+	int8_t *msign;           /* by neighbour position: that pair mask's sign in mask (0: not in it) */
+	bool *has_key;           /* by neighbour position: pair_key derived */
+	bool self_ready;         /* self_key derived */
 };
 
 static void free_mask(tally_sa_client *c);
@@ -154,8 +158,11 @@ int tally_sa_client_new(tally_sa_client **out, const tally_sa_params *p, const c
 	c->held = calloc(p->n, sizeof(bool));
 	c->in_u2 = calloc(p->n, sizeof(bool));
 	c->nbr = calloc(p->k, sizeof(uint32_t));
+	c->msign = calloc(p->k ? p->k : 1, sizeof(int8_t));
+	c->has_key = calloc(p->k ? p->k : 1, sizeof(bool));
 	c->sec = sodium_malloc(sizeof(secrets));
-	if (!c->sign_pk || !c->has_pk || !c->keys || !c->valid || !c->held || !c->in_u2 || !c->nbr || !c->sec)
+	if (!c->sign_pk || !c->has_pk || !c->keys || !c->valid || !c->held || !c->in_u2 || !c->nbr || !c->msign ||
+	    !c->has_key || !c->sec)
 		rc = TALLY_ENOMEM;
 	if (rc == 0)
 		rc = sa_copy_names(&c->names, names, p->n);
@@ -186,6 +193,8 @@ void tally_sa_client_destroy(tally_sa_client **cp)
 	free(c->held);
 	free(c->in_u2);
 	free(c->nbr);
+	free(c->msign);
+	free(c->has_key);
 	free(c);
 	*cp = NULL;
 }
@@ -376,18 +385,34 @@ static int open_box(tally_sa_client *c, const tally_sa_box *box)
 
 /* Key agreement with every neighbour kept in U2, and the self-mask key: done once the relay is in,
  * so that masking itself is keystream only. */
+/*
+ * The sign of neighbour i's pair mask in this worker's masked input: 0 for a peer left out, +1
+ * toward a higher index, -1 toward a lower one. Before the relay (stage C_SHARED) every peer
+ * with a valid advert counts; from the relay on, only those the coordinator kept (U2).
+ */
+static int8_t pair_sign(const tally_sa_client *c, uint32_t i)
+{
+	uint32_t j = c->nbr[i];
+	bool in = c->valid[j] && (c->stage == C_SHARED || c->in_u2[j]);
+
+	return (int8_t)(!in ? 0 : c->me < j ? 1 : -1);
+}
+
+/* Derives the self-mask key and the pair keys of the peers pair_sign counts, once each. */
 static int derive_mask_keys(tally_sa_client *c)
 {
 	uint64_t elems = c->p.length + 1;
 	int rc = 0;
 
-	tally_mask_kdf(c->sec->self_key, c->sec->b, TALLY_MASK_SELF, c->session, c->p.round, elems);
+	if (!c->self_ready)
+		tally_mask_kdf(c->sec->self_key, c->sec->b, TALLY_MASK_SELF, c->session, c->p.round, elems);
+	c->self_ready = true;
 	for (uint32_t i = 0; rc == 0 && i < c->p.k; i++) {
-		uint32_t j = c->nbr[i];
-
-		if (c->in_u2[j] && c->valid[j])
-			rc = tally_mask_agree(c->sec->pair_key[i], c->sec->s_sk, c->keys[j].s_pk, TALLY_MASK_PAIR,
-					      c->session, c->p.round, elems);
+		if (c->has_key[i] || pair_sign(c, i) == 0)
+			continue;
+		rc = tally_mask_agree(c->sec->pair_key[i], c->sec->s_sk, c->keys[c->nbr[i]].s_pk, TALLY_MASK_PAIR,
+				      c->session, c->p.round, elems);
+		c->has_key[i] = rc == 0;
 	}
 	return rc;
 }
@@ -463,33 +488,49 @@ static void free_mask(tally_sa_client *c)
 	c->mask = NULL;
 }
 
+/*
+ * Masks ahead of time. From share keys on (C_SHARED) the pair masks of every peer with a valid
+ * advert are summed, while the model downloads; once the relay is in (C_RECEIVED), a peer the
+ * coordinator did not keep has its mask taken back out and one first left out is added, so the
+ * sum always matches pair_sign (a peer dropping between the two stages costs one keystream).
+ */
 int tally_sa_client_prepare(tally_sa_client *c)
 {
-	size_t bytes = tally_sa_vector_words(&c->p) * 4;
+	size_t bytes = tally_sa_vector_words(&c->p) * 4, elems = (size_t)c->p.length + 1;
+	int rc;
 
-	if (c->stage != C_RECEIVED)
-		return tally_err(TALLY_EPROTO, "masks before the share relay");
-	if (c->mask)
+	if (c->stage != C_SHARED && c->stage != C_RECEIVED)
+		return tally_err(TALLY_EPROTO, "masks before share keys or after the masked input");
+	if ((rc = derive_mask_keys(c)))
+		return rc;
+	if (c->mask) {
+		for (uint32_t i = 0; i < c->p.k; i++) {
+			int8_t want = pair_sign(c, i);
+			int delta = want - c->msign[i];
+
+			if (delta == 0)
+				continue;
+			assert(c->has_key[i] && (delta == 1 || delta == -1));
+			if (c->p.quant.ring_bits == 32)
+				tally_mask_add_u32(c->mask, elems, 0, c->sec->pair_key[i], delta);
+			else
+				tally_mask_add_u64((uint64_t *)(void *)c->mask, elems, 0, c->sec->pair_key[i], delta);
+			c->msign[i] = want;
+		}
 		return 0;
+	}
 	c->mask = vector_alloc(bytes);
 	if (!c->mask)
 		return TALLY_ENOMEM;
-	{
-		int8_t sign[TALLY_SA_MAX_N];
-
-		for (uint32_t i = 0; i < c->p.k; i++) {
-			uint32_t j = c->nbr[i];
-
-			sign[i] = (int8_t)(!(c->in_u2[j] && c->valid[j]) ? 0 : c->me < j ? 1 : -1);
-		}
-		/* Self mask plus every pair mask in one pass over the vector, slice by slice. */
-		if (c->p.quant.ring_bits == 32)
-			tally_mask_sum_u32(c->mask, (size_t)c->p.length + 1, c->sec->self_key,
-					   (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key, sign, c->p.k);
-		else
-			tally_mask_sum_u64((uint64_t *)(void *)c->mask, (size_t)c->p.length + 1, c->sec->self_key,
-					   (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key, sign, c->p.k);
-	}
+	for (uint32_t i = 0; i < c->p.k; i++)
+		c->msign[i] = pair_sign(c, i);
+	/* Self mask plus every pair mask in one pass over the vector, slice by slice. */
+	if (c->p.quant.ring_bits == 32)
+		tally_mask_sum_u32(c->mask, elems, c->sec->self_key, (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key,
+				   c->msign, c->p.k);
+	else
+		tally_mask_sum_u64((uint64_t *)(void *)c->mask, elems, c->sec->self_key,
+				   (const uint8_t(*)[TALLY_MASK_KEY])c->sec->pair_key, c->msign, c->p.k);
 	return 0;
 }
 

@@ -93,6 +93,11 @@ static void on_key_list(worker *w, const tally_msg *m)
 			tally_warn("round %llu: %zu peer(s) advertised keys their identity did not sign",
 				   (unsigned long long)m->round, out.u.boxes.n_ids);
 		worker_send(w, &out, NULL, 0);
+		/* The masks need only the peers' keys: sum them now, while the model downloads; the
+		 * relay then only takes out the peers the coordinator did not keep. */
+		if (tally_sa_client_prepare(w->sa))
+			tally_debug("round %llu: masks not prepared at share keys: %s", (unsigned long long)m->round,
+				    tally_errmsg());
 	} else {
 		leave(w, m->round);
 	}
@@ -115,7 +120,8 @@ static void on_relay(worker *w, const tally_msg *m)
 			   out.u.boxes.n_ids);
 	worker_send(w, &out, NULL, 0);
 	free(out.u.boxes.ids);
-	/* The masks do not depend on the update: add them up now, while training goes on. */
+	/* The masks do not depend on the update: settle them now (peers left out of the relay come
+	 * out of the sum), while training goes on. */
 	if (tally_sa_client_prepare(w->sa))
 		tally_warn("round %llu: masks not prepared ahead: %s", (unsigned long long)m->round, tally_errmsg());
 	fault_point("before-input");

@@ -115,8 +115,11 @@ int tally_sa_client_receive(tally_sa_client *c, const uint32_t *u2, size_t n_u2,
 
 /*
  * Stage 3, ahead of time: adds up this worker's self mask and pairwise masks (k + 1 keystreams),
- * which do not depend on the update, so that they can be computed while it trains. Optional:
- * tally_sa_client_mask does it when it was not done. Errors: TALLY_EPROTO before the relay.
+ * which do not depend on the update, so that they can be computed while the model downloads or
+ * the worker trains. After share keys it counts every peer with a valid advert; after the relay,
+ * a peer the coordinator did not keep is taken back out (one keystream each). Optional:
+ * tally_sa_client_mask does it when it was not done. Errors: TALLY_EPROTO before share keys or
+ * after the masked input; TALLY_ECRYPTO when a peer's key cannot be agreed with.
  */
 int tally_sa_client_prepare(tally_sa_client *c);
 
