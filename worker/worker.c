@@ -414,7 +414,7 @@ static void on_chunk_request(worker *w, const tally_msg *m)
 	if (w->upload->secure && w->data_sock && !m->u.chunk.curve_only) {
 		/* Masked words need integrity, not secrecy: the digest list went over CURVE. */
 		snprintf(r.run_id, sizeof(r.run_id), "%s", w->run_id);
-		r.attempt = w->attempt;
+		r.attempt = w->upload->attempt; /* the attempt the token is for (checked equal above) */
 		r.u.chunk.has_token = true;
 		tally_data_token(r.u.chunk.token, w->data_token, w->upload->round, w->upload->attempt);
 		if (tally_send(w->data_sock, NULL, 0, &r, w->upload->payload + off, len * sizeof(uint32_t), NULL, NULL) == 0)
